@@ -1,0 +1,235 @@
+"""Benchmark SAMV2AutomaticMaskGenerator against the official SAM2AutomaticMaskGenerator (sam2 1.1.0).
+
+Both generators get the same deterministic random weights (written once to a temporary checkpoint), the same
+synthetic image (``--height x --width``, a cars.jpg-sized 1200 x 1800 by default) and the same options. Each side
+runs in a fresh subprocess so that its peak resident memory (``ru_maxrss``) is its own. The script prints, per
+device, the total ``generate`` time, masks per second (output masks, and point prompts decoded per second), peak
+RSS (and its growth during ``generate``), and whether the two outputs are the same masks (matched one to one with
+IoU >= 0.999 and equal scores).
+
+Random weights predict low IoUs (about 0.05 .. 0.35), so the default thresholds are lowered to let masks through;
+``--pred-iou-thresh 0.8 --stability-score-thresh 0.95`` gives the official defaults (and no masks).
+
+Usage::
+
+    python scripts/benchmark_amg.py                       # CPU, and CUDA too when available
+    python scripts/benchmark_amg.py --points-per-side 16 --devices cpu --threads 2
+"""
+
+import argparse
+import os
+import pickle
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OFFICIAL_YAML = {
+    "sam2_hiera_tiny": "configs/sam2/sam2_hiera_t.yaml",
+    "sam2.1_hiera_tiny": "configs/sam2.1/sam2.1_hiera_t.yaml",
+    "sam2_hiera_small": "configs/sam2/sam2_hiera_s.yaml",
+    "sam2.1_hiera_small": "configs/sam2.1/sam2.1_hiera_s.yaml",
+    "sam2_hiera_base_plus": "configs/sam2/sam2_hiera_b+.yaml",
+    "sam2.1_hiera_base_plus": "configs/sam2.1/sam2.1_hiera_b+.yaml",
+    "sam2_hiera_large": "configs/sam2/sam2_hiera_l.yaml",
+    "sam2.1_hiera_large": "configs/sam2.1/sam2.1_hiera_l.yaml",
+}
+
+
+def make_image(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """``H x W x 3`` uint8: a colour gradient with a few solid ellipses / rectangles and mild noise."""
+    rng = np.random.default_rng(seed)
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    image = np.stack([xs / width * 120 + 40, ys / height * 100 + 60, (xs + ys) / (width + height) * 80 + 30], -1)
+    for _ in range(6):
+        cy, cx = rng.uniform(0.15, 0.85) * height, rng.uniform(0.15, 0.85) * width
+        ry, rx = rng.uniform(0.06, 0.2) * height, rng.uniform(0.06, 0.2) * width
+        if rng.random() < 0.5:
+            inside = ((ys - cy) / ry) ** 2 + ((xs - cx) / rx) ** 2 <= 1
+        else:
+            inside = (np.abs(ys - cy) <= ry) & (np.abs(xs - cx) <= rx)
+        image[inside] = rng.uniform(0, 255, size=3)
+    image += rng.normal(0, 6, size=image.shape)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def current_rss_mib() -> float:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def generator_options(args: argparse.Namespace) -> dict:
+    return dict(
+        points_per_side=args.points_per_side,
+        points_per_batch=args.points_per_batch,
+        pred_iou_thresh=args.pred_iou_thresh,
+        stability_score_thresh=args.stability_score_thresh,
+        box_nms_thresh=args.box_nms_thresh,
+        mask_threshold=args.mask_threshold,
+        crop_n_layers=args.crop_n_layers,
+        use_m2m=args.use_m2m,
+        output_mode="uncompressed_rle",
+    )
+
+
+def run_child(args: argparse.Namespace) -> None:
+    """One generator on one device; writes timings and the records (RLE) to ``args.out``."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    sys.path.insert(0, REPO)
+    image = make_image(args.height, args.width)
+    if args.child == "official":
+        from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
+        from sam2.build_sam import build_sam2
+
+        model = build_sam2(OFFICIAL_YAML[args.variant], None, device=args.device)
+        state = torch.load(args.ckpt, map_location=args.device, weights_only=True)["model"]
+        model.load_state_dict(state, strict=True)
+        generator = SAM2AutomaticMaskGenerator(model.eval(), **generator_options(args))
+    else:
+        from ssseg.modules.models.segmentors.samv2 import buildsamv2
+        from ssseg.modules.models.segmentors.samv2.maskgenerator import SAMV2AutomaticMaskGenerator
+
+        model = buildsamv2(args.variant, ckptpath=args.ckpt, device=args.device)
+        generator = SAMV2AutomaticMaskGenerator(model=model, **generator_options(args))
+    timings = []
+    for _ in range(args.warmup + args.repeat):
+        rss_before = current_rss_mib()
+        if args.device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        records = generator.generate(image)
+        if args.device == "cuda":
+            torch.cuda.synchronize()
+        timings.append(time.perf_counter() - start)
+    result = {
+        "seconds": min(timings[args.warmup :]),
+        "masks": len(records),
+        "peak_rss_mib": peak_rss_mib(),
+        "rss_before_mib": rss_before,
+        "records": [
+            {**r, "segmentation": {**r["segmentation"], "counts": list(r["segmentation"]["counts"])}} for r in records
+        ],
+    }
+    with open(args.out, "wb") as handle:
+        pickle.dump(result, handle)
+
+
+def same_records(ours: list, theirs: list) -> str:
+    """``"identical"`` or why not: one-to-one IoU >= 0.999 and equal scores (1e-4 / 1e-3)."""
+    from ssseg.modules.models.segmentors.samv2.maskgenerator import decode_segmentation
+
+    if len(ours) != len(theirs):
+        return f"{len(ours)} vs {len(theirs)} masks"
+    if not theirs:
+        return "identical (both empty)"
+    mine = np.stack([decode_segmentation(r["segmentation"]).ravel() for r in ours]).astype(np.float32)
+    ref = np.stack([decode_segmentation(r["segmentation"]).ravel() for r in theirs]).astype(np.float32)
+    inter = ref @ mine.T
+    iou = inter / np.maximum(ref.sum(1)[:, None] + mine.sum(1)[None, :] - inter, 1)
+    best = iou.argmax(1)
+    if len(set(best.tolist())) != len(best) or iou[np.arange(len(best)), best].min() < 0.999:
+        return f"masks differ (worst matched IoU {iou[np.arange(len(best)), best].min():.4f})"
+    for i, j in enumerate(best):
+        if abs(ours[j]["predicted_iou"] - theirs[i]["predicted_iou"]) > 1e-4:
+            return "predicted_iou differs"
+        if abs(ours[j]["stability_score"] - theirs[i]["stability_score"]) > 1e-3:
+            return "stability_score differs"
+    return "identical" + (" (same order)" if best.tolist() == list(range(len(best))) else "")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variant", default="sam2.1_hiera_tiny", choices=sorted(OFFICIAL_YAML))
+    parser.add_argument("--height", type=int, default=1200)
+    parser.add_argument("--width", type=int, default=1800)
+    parser.add_argument("--points-per-side", type=int, default=32)
+    parser.add_argument("--points-per-batch", type=int, default=64)
+    parser.add_argument("--pred-iou-thresh", type=float, default=0.15)
+    parser.add_argument("--stability-score-thresh", type=float, default=0.6)
+    parser.add_argument("--box-nms-thresh", type=float, default=0.7, help="1.0 turns box NMS off")
+    parser.add_argument("--mask-threshold", type=float, default=0.0)
+    parser.add_argument("--crop-n-layers", type=int, default=0)
+    parser.add_argument("--use-m2m", action="store_true")
+    parser.add_argument("--devices", default="auto", help="comma list of cpu / cuda; auto: cpu, plus cuda if present")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads on the CPU")
+    parser.add_argument("--warmup", type=int, default=0, help="untimed runs first (default: 1 on CUDA)")
+    parser.add_argument("--repeat", type=int, default=1, help="timed runs; the fastest is reported")
+    parser.add_argument("--sides", default="official,ours")
+    parser.add_argument("--child", choices=["ours", "official"], help=argparse.SUPPRESS)
+    parser.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
+    parser.add_argument("--ckpt", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        run_child(args)
+        return
+
+    import torch
+
+    sys.path.insert(0, REPO)
+    from ssseg.modules.models.segmentors.samv2 import buildsamv2
+    from ssseg.modules.models.segmentors.samv2.randomweights import write_random_checkpoint
+
+    devices = (
+        args.devices.split(",") if args.devices != "auto" else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        ckpt = os.path.join(folder, "random.pt")
+        write_random_checkpoint(buildsamv2(args.variant, loadweights=False), ckpt, seed=0)
+        print(
+            f"{args.variant}, random weights, {args.height} x {args.width} image, points_per_side "
+            f"{args.points_per_side}, points_per_batch {args.points_per_batch}, "
+            f"pred_iou_thresh {args.pred_iou_thresh}, box_nms_thresh {args.box_nms_thresh}, "
+            f"mask_threshold {args.mask_threshold}, "
+            f"stability_score_thresh {args.stability_score_thresh}, crop_n_layers {args.crop_n_layers}, "
+            f"use_m2m {args.use_m2m}, torch threads {args.threads}"
+        )
+        header = f"{'device':6} {'generator':9} {'time s':>8} {'masks':>6} {'masks/s':>8} {'points/s':>9}"
+        header += f" {'peak RSS MiB':>13} {'+during':>8}"
+        print(header)
+        points = args.points_per_side**2
+        for device in devices:
+            results = {}
+            for side in args.sides.split(","):
+                out = os.path.join(folder, f"{side}_{device}.pkl")
+                warmup = args.warmup if args.warmup or device == "cpu" else 1
+                command = [
+                    sys.executable,
+                    os.path.abspath(__file__),
+                    "--child",
+                    side,
+                    "--device",
+                    device,
+                    "--ckpt",
+                    ckpt,
+                ]
+                command += ["--out", out, "--warmup", str(warmup)] + sys.argv[1:]
+                subprocess.run(command, check=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+                with open(out, "rb") as handle:
+                    result = results[side] = pickle.load(handle)
+                grown = result["peak_rss_mib"] - result["rss_before_mib"]
+                print(
+                    f"{device:6} {side:9} {result['seconds']:8.2f} {result['masks']:6d} "
+                    f"{result['masks'] / result['seconds']:8.2f} {points / result['seconds']:9.1f} "
+                    f"{result['peak_rss_mib']:13.0f} {grown:8.0f}",
+                    flush=True,
+                )
+            if len(results) == 2:
+                speedup = results["official"]["seconds"] / results["ours"]["seconds"]
+                verdict = same_records(results["ours"]["records"], results["official"]["records"])
+                print(f"{device:6} speed-up {speedup:.2f}x, output: {verdict}", flush=True)
+        print("peak RSS: the whole process, model included; +during: its growth while generate ran")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+from .builder import BACKBONES, BuildBackbone
+
+__all__ = ["BACKBONES", "BuildBackbone"]

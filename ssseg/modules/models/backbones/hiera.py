@@ -1,0 +1,364 @@
+"""Hiera: the hierarchical vision transformer used as the image trunk of SAM 2 / SAM 2.1.
+
+Reference: Ryali et al., "Hiera: A Hierarchical Vision Transformer without the Bells-and-Whistles"
+(https://arxiv.org/abs/2306.00989), with the windowed absolute position embedding of Bolya et al.,
+"Window Attention is Bugged" (https://arxiv.org/abs/2311.05613).
+
+The trunk is a patch embedding followed by four stages of transformer blocks. Stages are separated by
+"q-pooling": the first block of a new stage max-pools its queries (and its skip connection) by ``q_stride``,
+halving the resolution while doubling the width and the number of heads. Blocks attend within non-overlapping
+windows, except the few listed in ``global_att_blocks``.
+
+Token maps are kept channels-last (``B x H x W x C``) inside the trunk, because every Linear / LayerNorm acts
+on the last axis; only the patch embedding and the outputs are channels-first.
+
+Module attribute names reproduce the keys of the official checkpoints (``trunk.*`` of a SAM 2 state dict).
+"""
+
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["Hiera", "HieraBlock", "HieraAttention", "PatchEmbed", "partition_windows", "merge_windows"]
+
+
+def partition_windows(x: torch.Tensor, window_size: int) -> Tuple[torch.Tensor, Tuple[int, int]]:
+    """Cut a ``B x H x W x C`` map into non-overlapping ``window_size`` squares.
+
+    The map is zero-padded at the bottom / right up to a multiple of the window size first.
+
+    Returns:
+        windows: ``(B * num_windows) x window_size x window_size x C``, windows in row-major order per image.
+        (Hp, Wp): the padded height and width.
+    """
+    b, h, w, c = x.shape
+    pad_h = -h % window_size
+    pad_w = -w % window_size
+    if pad_h or pad_w:
+        # F.pad pads the last dimensions first: (C: none, W: right, H: bottom).
+        x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
+    hp, wp = h + pad_h, w + pad_w
+    x = x.view(b, hp // window_size, window_size, wp // window_size, window_size, c)
+    windows = x.permute(0, 1, 3, 2, 4, 5).reshape(-1, window_size, window_size, c)
+    return windows, (hp, wp)
+
+
+def merge_windows(
+    windows: torch.Tensor, window_size: int, padded_hw: Tuple[int, int], hw: Tuple[int, int]
+) -> torch.Tensor:
+    """Inverse of :func:`partition_windows`: ``(B * num_windows) x ws x ws x C`` -> ``B x H x W x C``.
+
+    Args:
+        windows: the windows, in the order produced by :func:`partition_windows`.
+        window_size: side of each window (``ws``).
+        padded_hw: ``(Hp, Wp)``, the padded map size; both must be multiples of ``window_size``.
+        hw: ``(H, W)``, the size to crop the merged map to (drops the padding).
+    """
+    hp, wp = padded_hw
+    h, w = hw
+    grid_h, grid_w = hp // window_size, wp // window_size
+    b = windows.shape[0] // (grid_h * grid_w)
+    x = windows.reshape(b, grid_h, grid_w, window_size, window_size, -1)
+    x = x.permute(0, 1, 3, 2, 4, 5).reshape(b, hp, wp, -1)
+    if hp > h or wp > w:
+        x = x[:, :h, :w, :]
+    return x
+
+
+def max_pool_channels_last(x: torch.Tensor, stride: Tuple[int, int]) -> torch.Tensor:
+    """Non-overlapping max pooling (kernel = stride, floor mode) of a ``B x H x W x C`` map."""
+    # max_pool2d wants channels-first. For a contiguous input the permuted view is a channels_last tensor, which
+    # the kernel pools without a layout change, so the result permutes back to a contiguous map.
+    return F.max_pool2d(x.permute(0, 3, 1, 2), kernel_size=stride, stride=stride).permute(0, 2, 3, 1)
+
+
+def drop_path(x: torch.Tensor, drop_prob: float, training: bool) -> torch.Tensor:
+    """Stochastic depth: zero whole samples of a residual branch with probability ``drop_prob`` (training only).
+
+    Kept samples are rescaled by ``1 / (1 - drop_prob)`` so that the expectation is unchanged.
+    """
+    if drop_prob <= 0.0 or not training:
+        return x
+    keep_prob = 1.0 - drop_prob
+    mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep_prob)
+    return x * mask.div_(keep_prob)
+
+
+class PatchEmbed(nn.Module):
+    """Overlapping patch embedding: a strided convolution, ``B x C_in x H x W`` -> ``B x H' x W' x embed_dim``."""
+
+    def __init__(
+        self,
+        embed_dim: int,
+        in_chans: int = 3,
+        kernel_size: Tuple[int, int] = (7, 7),
+        stride: Tuple[int, int] = (4, 4),
+        padding: Tuple[int, int] = (3, 3),
+    ) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=kernel_size, stride=stride, padding=padding)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # A B x H x W x C view of the channels-first conv output, not a copy; Hiera.forward lays it out
+        # contiguously for free when it adds the position embedding.
+        return self.proj(x).permute(0, 2, 3, 1)
+
+
+class HieraAttention(nn.Module):
+    """Multi-head self-attention over a ``B x H x W x dim`` token map, optionally max-pooling the queries.
+
+    With ``q_stride`` the output has the pooled size ``B x H/s x W/s x dim_out``: keys and values keep the
+    full resolution, so each pooled query still sees every token of its window.
+    """
+
+    def __init__(self, dim: int, dim_out: int, num_heads: int, q_stride: Optional[Tuple[int, int]] = None) -> None:
+        super().__init__()
+        if dim_out % num_heads != 0:
+            raise ValueError(f"dim_out ({dim_out}) must be divisible by num_heads ({num_heads})")
+        self.dim = dim
+        self.dim_out = dim_out
+        self.num_heads = num_heads
+        self.q_stride = tuple(q_stride) if q_stride else None
+        self.qkv = nn.Linear(dim, dim_out * 3)
+        self.proj = nn.Linear(dim_out, dim_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``B x H x W x dim`` -> ``B x H' x W' x dim_out`` (``H' = H / q_stride`` when pooling queries)."""
+        b, h, w, _ = x.shape
+        # B x HW x 3 x heads x head_dim; q, k and v are strided views into the one projection.
+        qkv = self.qkv(x).reshape(b, h * w, 3, self.num_heads, -1)
+        q, k, v = qkv.unbind(2)
+        if self.q_stride is not None:
+            q = max_pool_channels_last(q.reshape(b, h, w, -1), self.q_stride)
+            h, w = q.shape[1:3]
+            q = q.reshape(b, h * w, self.num_heads, -1)
+        # SDPA takes B x heads x L x head_dim; transposes are views.
+        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+        out = out.transpose(1, 2).reshape(b, h, w, -1)
+        return self.proj(out)
+
+
+class HieraBlock(nn.Module):
+    """Pre-norm transformer block of Hiera on a ``B x H x W x dim`` map -> ``B x H' x W' x dim_out``.
+
+    Args:
+        dim: input width.
+        dim_out: output width; when it differs, the skip connection goes through ``proj`` (applied to the
+            normalised input, as in the official model).
+        num_heads: attention heads.
+        mlp_ratio: hidden width of the MLP relative to ``dim_out``.
+        drop_path: stochastic-depth probability of both residual branches (training only).
+        q_stride: if set, queries and the skip connection are max-pooled by this stride (stage transition).
+        window_size: side of the attention windows, 0 for global attention.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        dim_out: int,
+        num_heads: int,
+        mlp_ratio: float = 4.0,
+        drop_path: float = 0.0,
+        q_stride: Optional[Tuple[int, int]] = None,
+        window_size: int = 0,
+    ) -> None:
+        super().__init__()
+        self.dim = dim
+        self.dim_out = dim_out
+        self.window_size = window_size
+        self.q_stride = tuple(q_stride) if q_stride else None
+        self.drop_path_prob = drop_path
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = HieraAttention(dim, dim_out, num_heads=num_heads, q_stride=self.q_stride)
+        self.norm2 = nn.LayerNorm(dim_out, eps=1e-6)
+        # Imported here, not at module level: the segmentors package imports the backbone registry (and so
+        # this file) while it initialises, and a module-level import back into it would be circular.
+        from ..segmentors.samv2.common import MLP
+
+        self.mlp = MLP(dim_out, int(dim_out * mlp_ratio), dim_out, num_layers=2, activation=nn.GELU)
+        if dim != dim_out:
+            self.proj = nn.Linear(dim, dim_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``B x H x W x dim`` -> ``B x H' x W' x dim_out``."""
+        normed = self.norm1(x)
+        shortcut = x
+        if self.dim != self.dim_out:
+            shortcut = self.proj(normed)
+            if self.q_stride is not None:
+                shortcut = max_pool_channels_last(shortcut, self.q_stride)
+
+        ws = self.window_size
+        if ws > 0:
+            windows, padded_hw = partition_windows(normed, ws)
+            attended = self.attn(windows)
+            if self.q_stride is not None:
+                # Every window had its queries pooled, so the windows shrink while the window grid stays. Sizing
+                # the merged map from that grid (not from the pooled shortcut) also holds for odd token counts.
+                pooled_ws = ws // self.q_stride[0]
+                padded_hw = (padded_hw[0] // ws * pooled_ws, padded_hw[1] // ws * pooled_ws)
+                ws = pooled_ws
+            x = self._add_windows(shortcut, attended, ws, padded_hw)
+        else:
+            x = shortcut + drop_path(self.attn(normed), self.drop_path_prob, self.training)
+        return x + drop_path(self.mlp(self.norm2(x)), self.drop_path_prob, self.training)
+
+    def _add_windows(
+        self, shortcut: torch.Tensor, windows: torch.Tensor, window_size: int, padded_hw: Tuple[int, int]
+    ) -> torch.Tensor:
+        """``shortcut + merge(windows)``: ``B x H x W x C`` plus ``(B * num_windows) x ws x ws x C`` windows."""
+        b, h, w, c = shortcut.shape
+        if tuple(padded_hw) != (h, w):
+            merged = merge_windows(windows, window_size, padded_hw, (h, w))
+            return shortcut + drop_path(merged, self.drop_path_prob, self.training)
+        # Nothing to crop: add the windows to a windowed view of the shortcut instead of first copying them back
+        # to image order. The sum takes the (contiguous) layout of the first operand, so it is already in
+        # B x H x W x C order and the final reshape is free.
+        grid_h, grid_w = h // window_size, w // window_size
+        shortcut = shortcut.reshape(b, grid_h, window_size, grid_w, window_size, c)
+        windows = windows.reshape(b, grid_h, grid_w, window_size, window_size, c).transpose(2, 3)
+        return (shortcut + drop_path(windows, self.drop_path_prob, self.training)).reshape(b, h, w, c)
+
+
+class Hiera(nn.Module):
+    """The Hiera trunk of SAM 2: ``B x 3 x H x W`` image -> multi-scale ``B x C_i x H_i x W_i`` feature maps.
+
+    With the default patch embedding (stride 4) and three q-pooling stages, the outputs have strides
+    4, 8, 16 and 32 and widths ``embed_dim * dim_mul ** i``. Any input size works: windows are zero-padded
+    as needed and the position embedding is resampled to the token grid.
+
+    Args:
+        embed_dim: width of the first stage.
+        num_heads: attention heads of the first stage.
+        drop_path_rate: final stochastic-depth rate (linearly increasing over blocks; training only).
+        q_pool: how many stage transitions pool the queries (at most ``len(stages) - 1``).
+        q_stride: pooling stride at those transitions.
+        stages: number of blocks per stage.
+        dim_mul: width multiplier at each stage transition.
+        head_mul: head-count multiplier at each stage transition.
+        window_pos_embed_bkg_spatial_size: size of the learned background position embedding, which is
+            bicubically resized to the token grid.
+        window_spec: attention window size per stage.
+        global_att_blocks: indices of the blocks that use global attention instead of windows.
+        return_interm_layers: return the output of every stage (otherwise only the last one).
+    """
+
+    def __init__(
+        self,
+        embed_dim: int = 96,
+        num_heads: int = 1,
+        drop_path_rate: float = 0.0,
+        q_pool: int = 3,
+        q_stride: Sequence[int] = (2, 2),
+        stages: Sequence[int] = (2, 3, 16, 3),
+        dim_mul: float = 2.0,
+        head_mul: float = 2.0,
+        window_pos_embed_bkg_spatial_size: Sequence[int] = (14, 14),
+        window_spec: Sequence[int] = (8, 4, 14, 7),
+        global_att_blocks: Optional[Sequence[int]] = (12, 16, 20),
+        return_interm_layers: bool = True,
+    ) -> None:
+        super().__init__()
+        stages = tuple(stages)
+        window_spec = tuple(window_spec)
+        if len(stages) != len(window_spec):
+            raise ValueError(f"stages {stages} and window_spec {window_spec} must have the same length")
+        self.q_stride = tuple(q_stride)
+        self.window_spec = window_spec
+        self.global_att_blocks = tuple(global_att_blocks) if global_att_blocks is not None else ()
+        self.window_pos_embed_bkg_spatial_size = tuple(window_pos_embed_bkg_spatial_size)
+        self.return_interm_layers = return_interm_layers
+
+        # Index of the last block of every stage.
+        self.stage_ends = [sum(stages[: i + 1]) - 1 for i in range(len(stages))]
+        if not 0 <= q_pool <= len(stages) - 1:
+            raise ValueError(f"q_pool must be in [0, {len(stages) - 1}], got {q_pool}")
+        # The first block of each of the first q_pool stage transitions pools its queries.
+        self.q_pool_blocks = [end + 1 for end in self.stage_ends[:-1]][:q_pool]
+
+        self.patch_embed = PatchEmbed(embed_dim=embed_dim)
+        self.pos_embed = nn.Parameter(torch.zeros(1, embed_dim, *self.window_pos_embed_bkg_spatial_size))
+        # One window's worth of embedding, tiled over the whole map; sized by the first stage's window.
+        self.pos_embed_window = nn.Parameter(torch.zeros(1, embed_dim, window_spec[0], window_spec[0]))
+
+        depth = sum(stages)
+        # Stochastic-depth rates rising linearly to drop_path_rate (plain floats, so meta-device init works).
+        drop_rates = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
+        self.blocks = nn.ModuleList()
+        stage, dim = 0, embed_dim
+        for i in range(depth):
+            # The window size lags one block behind the stage: a transition block still attends in the
+            # previous stage's windows (the pooled queries then cover windows of the new stage's size).
+            window_size = 0 if i in self.global_att_blocks else window_spec[stage]
+            dim_out = dim
+            if i - 1 in self.stage_ends:
+                dim_out = int(dim * dim_mul)
+                num_heads = int(num_heads * head_mul)
+                stage += 1
+            self.blocks.append(
+                HieraBlock(
+                    dim=dim,
+                    dim_out=dim_out,
+                    num_heads=num_heads,
+                    drop_path=drop_rates[i],
+                    q_stride=self.q_stride if i in self.q_pool_blocks else None,
+                    window_size=window_size,
+                )
+            )
+            dim = dim_out
+
+        out_blocks = self.stage_ends[::-1] if return_interm_layers else [self.stage_ends[-1]]
+        # Deepest (lowest-resolution) first, matching the FPN neck's backbone_channel_list.
+        self.channel_list = [self.blocks[i].dim_out for i in out_blocks]
+        self._out_blocks = set(out_blocks)
+        # (key, 1 x H x W x C embedding) of the last token-grid size seen; see _position_embedding.
+        self._pos_embed_cache: Optional[Tuple[tuple, torch.Tensor]] = None
+
+    def _compute_position_embedding(self, h: int, w: int) -> torch.Tensor:
+        """``1 x h x w x C``: the background embedding resized to ``h x w`` plus the window embedding tiled."""
+        background = F.interpolate(self.pos_embed, size=(h, w), mode="bicubic")
+        window = self.pos_embed_window
+        win_h, win_w = window.shape[-2:]
+        # Tile whole windows from the top-left corner (where the window partition starts) and crop, so that
+        # grids that are not a multiple of the window size get the same per-window pattern.
+        tiled = window.tile(1, 1, -(-h // win_h), -(-w // win_w))[:, :, :h, :w]
+        return (background + tiled).permute(0, 2, 3, 1)
+
+    def _position_embedding(self, h: int, w: int) -> torch.Tensor:
+        """The ``1 x h x w x C`` position embedding, cached per grid size when no gradient is needed.
+
+        The cache key includes the version counter and storage of both parameters, so loading a state dict,
+        any in-place update, or moving the module to another device / dtype invalidates it.
+        """
+        params = (self.pos_embed, self.pos_embed_window)
+        needs_grad = torch.is_grad_enabled() and any(p.requires_grad for p in params)
+        # Under torch.compile the embedding is folded into the graph; the Python-side cache would only break it.
+        if needs_grad or torch.compiler.is_compiling():
+            return self._compute_position_embedding(h, w)
+        key = (h, w) + tuple((p._version, p.data_ptr(), p.device, p.dtype) for p in params)
+        if self._pos_embed_cache is None or self._pos_embed_cache[0] != key:
+            with torch.no_grad():
+                embedding = self._compute_position_embedding(h, w).contiguous()
+            self._pos_embed_cache = (key, embedding)
+        return self._pos_embed_cache[1]
+
+    def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
+        """Encode a ``B x 3 x H x W`` image batch.
+
+        Returns:
+            the stage outputs ``B x C_i x H_i x W_i``, highest resolution first (every stage if
+            ``return_interm_layers``, else only the last). They are channels-first views of channels-last
+            tensors, not contiguous copies.
+        """
+        x = self.patch_embed(x)
+        # Position embedding first: the sum takes its contiguous channels-last layout, whereas the patch
+        # embedding is a permuted channels-first view, which every later LayerNorm would have to copy.
+        x = self._position_embedding(x.shape[1], x.shape[2]) + x
+        outputs = []
+        for i, block in enumerate(self.blocks):
+            x = block(x)
+            if i in self._out_blocks:
+                outputs.append(x.permute(0, 3, 1, 2))
+        return outputs

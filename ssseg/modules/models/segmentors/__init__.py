@@ -1,0 +1,3 @@
+from .builder import SEGMENTORS, BuildSegmentor
+
+__all__ = ["SEGMENTORS", "BuildSegmentor"]

@@ -1,0 +1,5 @@
+import sys
+
+from ssseg.samv2.cli import main
+
+sys.exit(main())
