@@ -97,7 +97,7 @@ def read_image(path: str) -> np.ndarray:
         raise CLIError(f"image not found: {path}")
     try:
         with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
+            return np.array(image.convert("RGB"))
     except (UnidentifiedImageError, OSError) as error:
         raise CLIError(f"cannot read image {path}: {error}") from None
 

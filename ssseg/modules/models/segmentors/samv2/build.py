@@ -71,13 +71,16 @@ def selectmodel(
     model: Optional[SAMV2] = None,
     samv2_cfg: Optional[Dict[str, Any]] = None,
     ckptpath: Optional[str] = None,
-    device: Union[str, torch.device] = "cpu",
+    device: Optional[Union[str, torch.device]] = None,
     apply_postprocessing: bool = True,
     extra_options: Optional[Dict[str, Any]] = None,
     **default_flags: bool,
 ) -> SAMV2:
     """The model a predictor wraps: an already built ``model``, or exactly one ``use_default_samv2*_<size>=True``
-    flag, or a ``samv2_cfg`` dict. Anything else is a ``ValueError`` naming the choices."""
+    flag, or a ``samv2_cfg`` dict. Anything else is a ``ValueError`` naming the choices.
+
+    ``device=None`` leaves a given ``model`` where it is (it may serve other predictors) and builds new ones on the CPU.
+    """
     flags = {}
     for name, value in default_flags.items():
         prefix, _, size = name.rpartition("_")
@@ -97,12 +100,12 @@ def selectmodel(
     if model is not None:
         if not isinstance(model, SAMV2):
             raise TypeError(f"model= must be a SAMV2 network (from buildsamv2), got {type(model).__name__}")
-        return model.to(device).eval()
+        return (model if device is None else model.to(device)).eval()
     name_or_cfg = samv2_cfg if samv2_cfg is not None else next(iter(flags.values()))
     return buildsamv2(
         name_or_cfg,
         ckptpath=ckptpath,
-        device=device,
+        device=device or "cpu",
         apply_postprocessing=apply_postprocessing,
         extra_options=extra_options,
     )

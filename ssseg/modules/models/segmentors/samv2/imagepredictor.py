@@ -16,7 +16,7 @@ ImageLike = Union[np.ndarray, Image.Image]
 def to_rgb_array(image: ImageLike, what: str = "image") -> np.ndarray:
     """An ``H x W x 3`` uint8 RGB array from a numpy array (HxW, HxWx1, HxWx3, HxWx4) or a PIL image."""
     if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB"))
+        return np.array(image.convert("RGB"))
     if not isinstance(image, np.ndarray):
         raise TypeError(
             f"{what} must be a numpy array (H x W x 3, uint8 RGB) or a PIL image, got {type(image).__name__}"
@@ -40,7 +40,8 @@ class SAMV2ImagePredictor:
     Exactly one model choice: ``use_default_samv2_{t,s,bplus,l}=True`` (SAM 2 weights),
     ``use_default_samv21_{t,s,bplus,l}=True`` (SAM 2.1 weights), ``samv2_cfg={...}`` (a config dict, with
     ``ckptpath``), or an already built ``model=`` shared with other predictors. ``ckptpath`` (file or URL)
-    overrides where the weights come from.
+    overrides where the weights come from. ``device`` ('cpu', 'cuda'): where a new model is built (default CPU); a
+    given ``model`` stays where it is unless ``device`` is set.
 
     Postprocessing of the low-resolution logits, before upsampling: background regions of at most
     ``max_hole_area`` pixels are filled and foreground regions of at most ``max_sprinkle_area`` pixels removed.
@@ -58,7 +59,7 @@ class SAMV2ImagePredictor:
         use_default_samv21_bplus: bool = False,
         use_default_samv21_l: bool = False,
         ckptpath: Optional[str] = None,
-        device: Union[str, torch.device] = "cpu",
+        device: Optional[Union[str, torch.device]] = None,
         model: Optional[SAMV2] = None,
         mask_threshold: float = 0.0,
         max_hole_area: float = 0.0,

@@ -475,8 +475,9 @@ class SAMV2(nn.Module):
             selected, unselected = select_closest_cond_frames(frame_idx, cond_outputs, self.max_cond_frames_in_attn)
             memories, memory_pos_list = [], []
             for t_pos, out in self.memory_frames(frame_idx, selected, unselected, non_cond_outputs, reverse):
-                # memories may be stored offloaded and/or in lower precision
-                memories.append(out.maskmem_features.to(feats.device, non_blocking=True).flatten(2).permute(2, 0, 1))
+                # memories may be stored offloaded and/or in lower precision (bfloat16, as the official predictor does)
+                mem = out.maskmem_features.to(feats.device, dtype=feats.dtype, non_blocking=True)
+                memories.append(mem.flatten(2).permute(2, 0, 1))
                 pos = out.maskmem_pos_enc.to(feats.device).flatten(2).permute(2, 0, 1)
                 memory_pos_list.append(pos + self.maskmem_tpos_enc[self.num_maskmem - t_pos - 1])
             if self.use_obj_ptrs_in_encoder:
