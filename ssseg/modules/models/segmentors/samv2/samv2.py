@@ -18,6 +18,7 @@ from .fpnneck import FPNNeck, ImageEncoder
 from .maskdecoder import MaskDecoder
 from .memoryattention import MemoryAttention
 from .memoryencoder import MemoryEncoder
+from .memoryselection import recent_memory_frames, select_closest_cond_frames
 from .positionencoding import get_1d_sine_pe
 from .promptencoder import PromptEncoder
 from .twowaytransformer import TwoWayTransformer
@@ -48,28 +49,6 @@ class FrameOutput:
     pred_masks_high_res: Optional[torch.Tensor] = None  # B x 1 x S x S, dropped once the memory is encoded
     maskmem_features: Optional[torch.Tensor] = None  # B x mem_dim x h x w
     maskmem_pos_enc: Optional[torch.Tensor] = None  # B x mem_dim x h x w
-
-
-def select_closest_cond_frames(
-    frame_idx: int, cond_outputs: Dict[int, Any], max_cond_frames: int
-) -> Tuple[Dict[int, Any], Dict[int, Any]]:
-    """Split the conditioning frames into the ``max_cond_frames`` temporally closest ones and the rest.
-
-    The closest frame before ``frame_idx`` and the closest at or after it are always kept; the remaining slots go to
-    the frames nearest in time. ``max_cond_frames == -1`` keeps them all.
-    """
-    if max_cond_frames == -1 or len(cond_outputs) <= max_cond_frames:
-        return cond_outputs, {}
-    if max_cond_frames < 2:
-        raise ValueError(f"max_cond_frames_in_attn must be -1 or >= 2, got {max_cond_frames}")
-    before = [t for t in cond_outputs if t < frame_idx]
-    after = [t for t in cond_outputs if t >= frame_idx]
-    chosen = ([max(before)] if before else []) + ([min(after)] if after else [])
-    others = sorted((t for t in cond_outputs if t not in chosen), key=lambda t: abs(t - frame_idx))
-    chosen += others[: max_cond_frames - len(chosen)]
-    selected = {t: cond_outputs[t] for t in chosen}
-    unselected = {t: v for t, v in cond_outputs.items() if t not in selected}
-    return selected, unselected
 
 
 class SAMV2(nn.Module):
@@ -382,14 +361,7 @@ class SAMV2(nn.Module):
         ``num_maskmem - 1`` previous frames (every ``memory_temporal_stride_for_eval``-th, plus the last one)."""
         stride = 1 if self.training else self.memory_temporal_stride_for_eval
         frames = [(0, out) for out in selected_cond.values()]
-        for t_pos in range(1, self.num_maskmem):
-            t_rel = self.num_maskmem - t_pos  # frames before the current one
-            if t_rel == 1:
-                prev = frame_idx + 1 if reverse else frame_idx - 1
-            elif not reverse:
-                prev = ((frame_idx - 2) // stride) * stride - (t_rel - 2) * stride
-            else:
-                prev = -(-(frame_idx + 2) // stride) * stride + (t_rel - 2) * stride
+        for t_pos, prev in recent_memory_frames(frame_idx, self.num_maskmem, stride, reverse):
             # a conditioning frame left out of the selection still serves as a recent memory
             out = non_cond.get(prev, unselected_cond.get(prev))
             if out is not None:
