@@ -1,5 +1,6 @@
 """Tests of checkpoint download, caching and loading (no network: file:// URLs and a patched urlopen)."""
 
+import http.client
 import io
 import os
 import urllib.error
@@ -128,14 +129,22 @@ def test_download_with_progress_bar_and_explicit_dst_dir(tmp_path, source_ckpt):
     assert load_state_dict_file(path).keys() == Tiny().state_dict().keys()
 
 
-def test_interrupted_download_leaves_no_file(cache, monkeypatch):
+@pytest.mark.parametrize(
+    "failure, match",
+    [
+        (ConnectionResetError("peer reset"), "peer reset"),
+        (http.client.IncompleteRead(b"partial", 8000), "IncompleteRead|bytes read"),
+        (TimeoutError("timed out"), "timed out"),
+    ],
+)
+def test_interrupted_download_leaves_no_file(cache, monkeypatch, failure, match):
     url = CKPT_URLS["sam2.1_hiera_tiny"]
 
     def failing(*args, **kwargs):
-        return FakeResponse([b"x" * 1000, b"y" * 1000], length=10_000, fail=ConnectionResetError("peer reset"))
+        return FakeResponse([b"x" * 1000, b"y" * 1000], length=10_000, fail=failure)
 
     monkeypatch.setattr(ckpt.urllib.request, "urlopen", failing)
-    with pytest.raises(CheckpointDownloadError, match="peer reset"):
+    with pytest.raises(CheckpointDownloadError, match=match):
         download_checkpoint(url, progress=False)
     assert not (cache / "sam2.1_hiera_tiny.pt").exists()
     assert os.listdir(cache) == []  # the partial temporary file was removed too
@@ -174,7 +183,7 @@ def test_http_error_is_reported(cache, monkeypatch):
         raise urllib.error.HTTPError(url, 404, "Not Found", {}, None)
 
     monkeypatch.setattr(ckpt.urllib.request, "urlopen", not_found)
-    with pytest.raises(CheckpointDownloadError, match="Not Found") as info:
+    with pytest.raises(CheckpointDownloadError, match="HTTP 404 Not Found") as info:
         download_checkpoint(url, progress=False)
     assert url in str(info.value)
 
@@ -344,7 +353,11 @@ def test_sam2_checkpoint_into_sam21_model_names_the_keys(tmp_path, official_shap
     with pytest.raises(CheckpointMismatchError, match=r"unexpected keys \(3\)"):
         load_checkpoint(ShapeModel(official_shapes["sam2_t"]), path21)
     result = load_checkpoint(ShapeModel(official_shapes["sam2_t"]), path21, strict=False)
-    assert sorted(result.unexpected_keys) == ["no_obj_embed_spatial", "obj_ptr_tpos_proj.bias", "obj_ptr_tpos_proj.weight"]
+    assert sorted(result.unexpected_keys) == [
+        "no_obj_embed_spatial",
+        "obj_ptr_tpos_proj.bias",
+        "obj_ptr_tpos_proj.weight",
+    ]
 
 
 def test_small_checkpoint_into_tiny_model_truncates_the_listing(tmp_path, official_shapes):
@@ -352,9 +365,13 @@ def test_small_checkpoint_into_tiny_model_truncates_the_listing(tmp_path, offici
     with pytest.raises(CheckpointMismatchError) as info:
         load_checkpoint(ShapeModel(official_shapes["sam2.1_t"]), path)
     message = str(info.value)
-    extra = len(official_shapes["sam2.1_s"]) - len(official_shapes["sam2.1_t"])
-    assert f"unexpected keys ({extra})" in message
-    assert f"... and {extra - 10} more" in message
+    small, tiny = official_shapes["sam2.1_s"], official_shapes["sam2.1_t"]
+    unexpected = len(small.keys() - tiny.keys())
+    shapes = sum(small[k] != tiny[k] for k in small.keys() & tiny.keys())
+    assert unexpected > 10 and shapes > 10
+    assert f"missing keys ({len(tiny.keys() - small.keys())})" in message
+    assert f"unexpected keys ({unexpected})" in message and f"... and {unexpected - 10} more" in message
+    assert f"shape mismatches ({shapes})" in message and f"... and {shapes - 10} more" in message
     assert "image_encoder.trunk.blocks.12." in message
     assert "looks like SAM 2.1 Hiera-S (small)" in message
 

@@ -116,14 +116,14 @@ def test_special_treatments(sd21):
     plain = sd["sam_mask_decoder.output_hypernetworks_mlps.0.layers.1.weight"]  # 256 -> 256, not special
     assert plain.std().item() == pytest.approx(1 / 16, rel=0.05)
     last = sd["sam_mask_decoder.output_hypernetworks_mlps.0.layers.2.weight"]
-    assert last.std().item() == pytest.approx(3 / 16, rel=0.05)
+    assert last.std().item() == pytest.approx(rw.HYPERNET_LAST_SCALE / 16, rel=0.05)
     assert last.mean(0).abs().max() < 1e-6 and last.mean(1).abs().max() < 1e-6  # centred
     iou_last = sd["sam_mask_decoder.iou_prediction_head.layers.2.weight"]
     assert iou_last.std().item() == pytest.approx(3 / 16, rel=0.15)
 
     up = sd["sam_mask_decoder.output_upscaling.0.weight"]
     deviation = up - up.mean(dim=(-2, -1), keepdim=True)
-    assert deviation.std() < 0.15 * up.std()
+    assert deviation.std() < 0.2 * up.std()  # 10% of the deviation kept, then rescaled with the mean
 
     for proj in "qkv":
         weight = sd[f"memory_attention.layers.0.cross_attn_image.{proj}_proj.weight"]
@@ -215,7 +215,7 @@ def test_official_image_predictor_is_not_degenerate(official, sd21):
 
     best_masks, gaps, all_scores = [], [], []
     for y, x in POINTS_YX:
-        logits, scores, _ = predictor.predict(
+        logits, scores, low_res = predictor.predict(
             point_coords=np.array([[x, y]]), point_labels=np.array([1]), multimask_output=True, return_logits=True
         )
         masks = logits > 0
@@ -223,8 +223,10 @@ def test_official_image_predictor_is_not_degenerate(official, sd21):
         assert ((areas > 0.01) & (areas < 0.95)).all(), (y, x, areas)
         best = int(np.argmax(scores))
         assert 0.01 < areas[best] < 0.8, (y, x, areas, scores)
-        # Few pixels sit on the threshold, so float noise cannot flip masks.
-        assert (np.abs(logits[best]) < 0.5).mean() < 0.05
+        # Large logits with few pixels on the threshold, so float noise cannot flip masks (measured: std 7.7-12.7,
+        # 1.5-5.3% of the pixels within 0.5 of it).
+        assert low_res[best].std() > 5.0
+        assert (np.abs(logits[best]) < 0.5).mean() < 0.08
         top2 = np.sort(scores)[::-1]
         gaps.append(top2[0] - top2[1])
         all_scores.extend(scores.tolist())
@@ -232,12 +234,12 @@ def test_official_image_predictor_is_not_degenerate(official, sd21):
 
     assert min(gaps) > 0.01, gaps  # float noise is ~1e-6
     assert max(all_scores) - min(all_scores) > 0.3, all_scores
-    ious = [
-        (a & b).sum() / max((a | b).sum(), 1) for i, a in enumerate(best_masks) for b in best_masks[i + 1 :]
-    ]
+    ious = [(a & b).sum() / max((a | b).sum(), 1) for i, a in enumerate(best_masks) for b in best_masks[i + 1 :]]
     assert np.mean(ious) < 0.5 and max(ious) < 0.85, ious
 
-    single, _, _ = predictor.predict(point_coords=np.array([[400, 300]]), point_labels=np.array([1]), multimask_output=False)
+    single, _, _ = predictor.predict(
+        point_coords=np.array([[400, 300]]), point_labels=np.array([1]), multimask_output=False
+    )
     assert 0.01 < single.mean() < 0.95
 
 

@@ -6,6 +6,7 @@ leaves a truncated checkpoint behind to be loaded later. Loading uses ``torch.lo
 failure (missing file, not a checkpoint, keys or shapes that do not match the model) into one clear error message.
 """
 
+import http.client
 import os
 import re
 import tempfile
@@ -131,15 +132,23 @@ def download_checkpoint(url: str, dst_dir: Optional[PathOrUrl] = None, progress:
             os.fsync(out.fileno())
         os.replace(tmp_path, final_path)
         tmp_path = None
-    except (OSError, ValueError, urllib.error.URLError) as exc:  # URLError and HTTPError are OSErrors too
-        reason = getattr(exc, "reason", None) or exc
+    except (OSError, ValueError, http.client.HTTPException) as exc:  # URLError and HTTPError are OSErrors too
         raise CheckpointDownloadError(
-            f"could not download the checkpoint {url}: {reason}.\n{_download_help(url, final_path)}"
+            f"could not download the checkpoint {url}: {_reason(exc)}.\n{_download_help(url, final_path)}"
         ) from exc
     finally:
         if tmp_path is not None and os.path.exists(tmp_path):
             os.remove(tmp_path)
     return final_path
+
+
+def _reason(exc: BaseException) -> str:
+    """A short human-readable cause: 'HTTP 404 Not Found', 'Network is unreachable', ..."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"HTTP {exc.code} {exc.reason}"
+    if isinstance(exc, urllib.error.URLError):
+        return str(exc.reason)
+    return str(exc) or type(exc).__name__
 
 
 def _stream(url: str, out, progress: bool) -> None:
@@ -283,18 +292,18 @@ def _compare(checkpoint: Mapping[str, torch.Tensor], expected: Mapping[str, torc
     return _Mismatch(missing, unexpected, shapes)
 
 
-def _listing(title: str, items: List[str]) -> str:
+def _listing(title: str, items: List[str], note: str = "") -> str:
     shown = "\n".join(f"    {item}" for item in items[:_MAX_LISTED])
     more = f"\n    ... and {len(items) - _MAX_LISTED} more" if len(items) > _MAX_LISTED else ""
-    return f"  {title} ({len(items)}):\n{shown}{more}"
+    return f"  {title} ({len(items)}){note}:\n{shown}{more}"
 
 
 def _mismatch_message(source: str, model: nn.Module, mismatch: _Mismatch, ckpt_desc: str, model_desc: str) -> str:
     parts = [f"checkpoint {source} does not match the model {type(model).__name__}:"]
     if mismatch.missing:
-        parts.append(_listing("missing keys (in the model, not in the checkpoint)", mismatch.missing))
+        parts.append(_listing("missing keys", mismatch.missing, ", in the model but not in the checkpoint"))
     if mismatch.unexpected:
-        parts.append(_listing("unexpected keys (in the checkpoint, not in the model)", mismatch.unexpected))
+        parts.append(_listing("unexpected keys", mismatch.unexpected, ", in the checkpoint but not in the model"))
     if mismatch.shapes:
         rows = [f"{k}: checkpoint {list(c)} vs model {list(m)}" for k, c, m in mismatch.shapes]
         parts.append(_listing("shape mismatches", rows))
