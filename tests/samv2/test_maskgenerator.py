@@ -2,9 +2,10 @@
 
 Both sides run SAM 2.1 tiny at image_size 256 with the same deterministic random weights on a small synthetic
 image, so that the official generator (which upsamples every mask and encodes RLEs with a per-mask loop) stays
-fast enough for CI. The thresholds are lowered so that a few dozen masks survive with random weights.
+fast enough for CI. The thresholds are chosen so that several masks survive with random weights.
 """
 
+import math
 import sys
 import warnings
 
@@ -31,8 +32,8 @@ BASE = dict(
 CASES = {
     "default_grid": {},  # 3 masks
     "box_nms_off": dict(box_nms_thresh=1.0, mask_threshold=0.0),  # ~100 masks
-    "crops": dict(crop_n_layers=1, crop_n_points_downscale_factor=2, points_per_side=8),  # 5 of 9 from crops
-    "m2m": dict(use_m2m=True, box_nms_thresh=1.0),  # ~80 masks
+    "crops": dict(crop_n_layers=1, points_per_side=4),  # 5 of 6 masks from the crops
+    "m2m": dict(use_m2m=True, box_nms_thresh=1.0, points_per_side=4),  # ~40 masks
     "single_mask": dict(multimask_output=False, stability_score_offset=0.7),
 }
 
@@ -66,7 +67,8 @@ def official_model(small_model):
     )
     model.load_state_dict(random_state_dict(model.state_dict(), seed=0), strict=True)
     ours = small_model.state_dict()
-    assert all(torch.equal(value, ours[key]) for key, value in model.state_dict().items() if key in ours)
+    assert model.state_dict().keys() == ours.keys()
+    assert all(torch.equal(value, ours[key]) for key, value in model.state_dict().items())
     return model.eval()
 
 
@@ -94,10 +96,20 @@ def official_generator(model, **kwargs):
     return generator
 
 
-def assert_same_records(ours, theirs, what):
-    """Same count; every official mask matched one to one with IoU >= 0.999 and equal scalars."""
+def assert_same_records(ours, theirs, what, low_res_side=64):
+    """Same count; every official mask matched one to one with IoU >= 0.999, area within 0.5%, bbox within 2 px,
+    predicted IoU within 1e-4 and stability score within 1e-3.
+
+    The logits of the two implementations agree to ~2e-4 (float32 rounding in a different order), so a low-res
+    logit that lies that close to a threshold may land on either side, flipping one upsampled cell of
+    ``ceil(H / low_res_side) x ceil(W / low_res_side)`` pixels. At 1024 (256 x 256 low-res logits) that is far below
+    the tolerances above; at the image_size 256 used here it can reach 1e-3 of a mask covering a quarter of the
+    image, so a difference of up to one such cell is accepted too.
+    """
     assert len(theirs) >= 2, f"{what}: only {len(theirs)} official masks, the comparison would be weak"
     assert len(ours) == len(theirs), f"{what}: {len(ours)} masks vs {len(theirs)} official"
+    height, width = decode_segmentation(theirs[0]["segmentation"]).shape
+    cell = math.ceil(height / low_res_side) * math.ceil(width / low_res_side)
     mine = np.stack([decode_segmentation(r["segmentation"]).reshape(-1) for r in ours]).astype(np.float32)
     ref = np.stack([decode_segmentation(r["segmentation"]).reshape(-1) for r in theirs]).astype(np.float32)
     inter = ref @ mine.T
@@ -106,15 +118,17 @@ def assert_same_records(ours, theirs, what):
     taken = set()
     for i, record in enumerate(theirs):
         j = int(np.argmax(iou[i]))
-        assert iou[i, j] >= 0.999 and j not in taken, f"{what}: official mask {i} unmatched (best IoU {iou[i, j]})"
+        area = max(record["area"], 1)
+        near = f"{what}: official mask {i} (area {area})"
+        assert iou[i, j] >= 1 - max(1e-3, cell / area) and j not in taken, f"{near} unmatched (best IoU {iou[i, j]})"
         taken.add(j)
         mask = ours[j]
-        assert abs(mask["area"] - record["area"]) <= 0.005 * record["area"], what
-        assert np.abs(np.subtract(mask["bbox"], record["bbox"])).max() <= 2, what
-        assert abs(mask["predicted_iou"] - record["predicted_iou"]) <= 1e-4, what
-        assert abs(mask["stability_score"] - record["stability_score"]) <= 1e-3, what
-        assert np.allclose(mask["point_coords"], record["point_coords"], atol=1e-3), what
-        assert mask["crop_box"] == record["crop_box"], what
+        assert abs(mask["area"] - record["area"]) <= max(0.005 * record["area"], cell), near
+        assert np.abs(np.subtract(mask["bbox"], record["bbox"])).max() <= 2, near
+        assert abs(mask["predicted_iou"] - record["predicted_iou"]) <= 1e-4, near
+        assert abs(mask["stability_score"] - record["stability_score"]) <= max(1e-3, cell / area), near
+        assert np.allclose(mask["point_coords"], record["point_coords"], atol=1e-3), near
+        assert mask["crop_box"] == record["crop_box"], near
         assert type(mask["area"]) is int and all(type(v) is float for v in mask["bbox"] + mask["crop_box"])
 
 
@@ -124,6 +138,8 @@ def test_matches_official(case, run_ours, official_model, image):
     theirs = official_generator(official_model, **options).generate(image)
     ours = run_ours(**options)
     assert_same_records(ours, theirs, case)
+    if case == "crops":
+        assert sum(r["crop_box"] != [0.0, 0.0, 270.0, 180.0] for r in theirs) >= 2, "too few masks from the crops"
     assert all(r["segmentation"].shape == image.shape[:2] and r["segmentation"].dtype == bool for r in ours)
 
 
@@ -173,7 +189,7 @@ def test_tutorial_more_masks_options(small_model, image):
     )
     generator = SAMV2AutomaticMaskGenerator(model=small_model, **options)
     assert [len(g) for g in generator.point_grids] == [64 * 64, 32 * 32]
-    generator = SAMV2AutomaticMaskGenerator(model=small_model, **{**options, "points_per_side": 4})
+    generator = SAMV2AutomaticMaskGenerator(model=small_model, **{**options, "points_per_side": 2})
     generator.pred_iou_thresh = generator.stability_score_thresh = 0.0  # random weights: keep what there is
     records = generator.generate(image)
     assert len(records) > 0
@@ -196,7 +212,7 @@ def test_tutorial_more_masks_options(small_model, image):
 
 
 def test_chunked_upsampling_gives_the_same_masks(monkeypatch, run_ours, small_model, image):
-    monkeypatch.setattr(mg, "CPU_CHUNK_BYTES", 1)  # one mask at a time
+    monkeypatch.setattr(mg, "CPU_CHUNK_BYTES", 7 * 4 * 180 * 270)  # 7 masks at a time, instead of all at once
     records = SAMV2AutomaticMaskGenerator(model=small_model, **BASE).generate(image)
     expected = run_ours(**BASE)
     assert len(records) == len(expected)

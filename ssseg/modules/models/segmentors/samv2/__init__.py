@@ -1,7 +1,9 @@
-"""SAM 2 / SAM 2.1: the network, its builder and the image predictor."""
+"""SAM 2 / SAM 2.1: the network, its builder, and the image, automatic-mask and video predictors."""
 
 from .build import buildsamv2
 from .imagepredictor import SAMV2ImagePredictor
+from .maskgenerator import SAMV2AutomaticMaskGenerator
 from .samv2 import SAMV2
+from .videopredictor import SAMV2VideoPredictor
 
-__all__ = ["SAMV2", "SAMV2ImagePredictor", "buildsamv2"]
+__all__ = ["SAMV2", "SAMV2AutomaticMaskGenerator", "SAMV2ImagePredictor", "SAMV2VideoPredictor", "buildsamv2"]
