@@ -87,3 +87,21 @@ def small_model():
     model = buildsamv2(cfg, loadweights=False)
     model.load_state_dict(random_state_dict(model.state_dict(), seed=0), strict=True)
     return model
+
+
+SMALL_CONFIG = """import copy
+from ssseg.configs.samv2.sam21_hiera_tiny import SAMV2_CFG as _BASE
+SAMV2_CFG = copy.deepcopy(_BASE)
+SAMV2_CFG["image_size"] = 256
+"""
+
+
+@pytest.fixture(scope="session")
+def small_config(tmp_path_factory, small_model):
+    """``(config file, checkpoint file)`` of :func:`small_model` for ``--config`` / ``--ckpt`` (CLI, examples)."""
+    folder = tmp_path_factory.mktemp("small_config")
+    config = folder / "small.py"
+    config.write_text(SMALL_CONFIG)
+    ckpt = folder / "small.pt"
+    torch.save({"model": small_model.state_dict()}, ckpt)
+    return str(config), str(ckpt)

@@ -55,3 +55,44 @@ def render_overlay(
             cv2.drawMarker(out, (round(x), round(y)), (255, 255, 255), cv2.MARKER_STAR, radius * 2 + 4, thickness + 2)
             cv2.drawMarker(out, (round(x), round(y)), color, cv2.MARKER_STAR, radius * 2, thickness + 1)
     return out
+
+
+def davis_palette() -> np.ndarray:
+    """The 256-colour palette of DAVIS / PASCAL VOC index PNGs (``256 x 3`` uint8): 0 is black, 1 (128, 0, 0), ...
+
+    Colour ``i`` spreads the bits of ``i`` over the high bits of R, G and B, three bits per step.
+    """
+    palette = np.zeros((256, 3), dtype=np.uint8)
+    for index in range(256):
+        value, color = index, [0, 0, 0]
+        for shift in range(7, -1, -1):
+            for channel in range(3):
+                color[channel] |= ((value >> channel) & 1) << shift
+            value >>= 3
+        palette[index] = color
+    return palette
+
+
+def index_mask_image(index_map: np.ndarray):
+    """An ``H x W`` uint8 map of object ids as a palette ("P" mode) PIL image with the DAVIS palette."""
+    from PIL import Image
+
+    image = Image.fromarray(np.asarray(index_map, dtype=np.uint8), mode="P")
+    image.putpalette(davis_palette().reshape(-1).tolist())
+    return image
+
+
+def render_index_overlay(frame: np.ndarray, index_map: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """Blend the DAVIS colours of an ``H x W`` object-id map into an ``H x W x 3`` uint8 RGB frame, with outlines."""
+    ids = [int(i) for i in np.unique(index_map) if i != 0]
+    masks = [index_map == i for i in ids]
+    out = frame.astype(np.float32).copy()
+    palette = davis_palette().astype(np.float32)
+    for mask, obj_id in zip(masks, ids):
+        out[mask] = out[mask] * (1 - alpha) + palette[obj_id] * alpha
+    out = out.clip(0, 255).astype(np.uint8)
+    thickness = max(1, round(max(frame.shape[:2]) / 400))
+    for mask in masks:
+        contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        cv2.drawContours(out, contours, -1, (255, 255, 255), thickness)
+    return out

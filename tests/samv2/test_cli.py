@@ -7,30 +7,20 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from ssseg.modules.models.segmentors.samv2.masks import rle_to_mask
 from ssseg.samv2.cli import main
 
-SMALL_CONFIG = """import copy
-from ssseg.configs.samv2.sam21_hiera_tiny import SAMV2_CFG as _BASE
-SAMV2_CFG = copy.deepcopy(_BASE)
-SAMV2_CFG["image_size"] = 256
-"""
-
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory, small_model):
+def setup(tmp_path_factory, small_config):
     folder = tmp_path_factory.mktemp("cli")
-    config = folder / "small.py"
-    config.write_text(SMALL_CONFIG)
-    ckpt = folder / "small.pt"
-    torch.save({"model": small_model.state_dict()}, ckpt)
+    config, ckpt = small_config
     image = folder / "photo.png"
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 255, size=(90, 120, 3), dtype=np.uint8)).save(image)
-    return folder, str(config), str(ckpt), str(image)
+    return folder, config, ckpt, str(image)
 
 
 def test_image_command_writes_masks_overlay_and_json(setup, capsys):

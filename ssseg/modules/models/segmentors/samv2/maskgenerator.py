@@ -213,8 +213,8 @@ class SAMV2AutomaticMaskGenerator:
 
     Args:
         output_mode: ``"binary_mask"`` (``H x W`` bool arrays), ``"uncompressed_rle"`` or ``"coco_rle"``
-            (pycocotools-compatible compressed RLE; needs ``pip install 'ssseg[coco]'``). :func:`decode_segmentation`
-            turns any of them back into a mask.
+            (pycocotools-compatible compressed RLE, made without pycocotools). :func:`decode_segmentation` turns any
+            of them back into a mask.
         progress: show a progress bar over point batches (and crops).
     """
 
@@ -282,11 +282,6 @@ class SAMV2AutomaticMaskGenerator:
         _check_number("min_mask_region_area", min_mask_region_area, 0.0)
         if output_mode not in OUTPUT_MODES:
             raise ValueError(f"unknown output_mode {output_mode!r}; choose one of {', '.join(OUTPUT_MODES)}")
-        if output_mode == "coco_rle":
-            try:
-                import pycocotools.mask  # noqa: F401
-            except ImportError as error:
-                raise ImportError("output_mode='coco_rle' needs pycocotools: pip install 'ssseg[coco]'") from error
 
         if isinstance(model, SAMV2ImagePredictor):
             model = model.model

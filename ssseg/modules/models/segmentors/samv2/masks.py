@@ -208,16 +208,31 @@ def area_from_rle(rle: Dict[str, Any]) -> int:
 def coco_encode_rle(uncompressed_rle: Dict[str, Any]) -> Dict[str, Any]:
     """Compress an uncompressed RLE into COCO's string form (``counts`` as a JSON-serialisable str).
 
-    Needs ``pycocotools`` (``pip install 'ssseg[coco]'``).
+    The string is byte-for-byte what ``pycocotools.mask.frPyObjects`` makes (see :func:`_counts_to_coco_string`);
+    pycocotools is not needed.
     """
-    try:
-        from pycocotools import mask as coco_mask
-    except ImportError as error:
-        raise ImportError("coco_encode_rle needs pycocotools; install it with: pip install 'ssseg[coco]'") from error
     height, width = _check_rle(uncompressed_rle)
-    rle = coco_mask.frPyObjects(uncompressed_rle, height, width)
-    rle["counts"] = rle["counts"].decode("utf-8")
-    return rle
+    return {"size": [height, width], "counts": _counts_to_coco_string(list(uncompressed_rle["counts"]))}
+
+
+def _counts_to_coco_string(counts: List[int]) -> str:
+    """Pack run lengths into COCO's ASCII form, the inverse of :func:`_coco_string_to_counts`.
+
+    From the fourth count on, the difference to the count two places earlier is stored (runs of the same kind have
+    similar lengths). Each number is cut into 5-bit groups, least significant first, until the rest is only its sign
+    (0 or -1, read from bit 0x10 of the last group); bit 0x20 marks that a group follows; each group is ``48 + c``.
+    """
+    chars = []
+    for i, count in enumerate(counts):
+        value = int(count) - (int(counts[i - 2]) if i > 2 else 0)
+        while True:
+            group = value & 0x1F
+            value >>= 5  # arithmetic shift: a negative value ends at -1
+            more = value != (-1 if group & 0x10 else 0)
+            chars.append(chr(48 + (group | (0x20 if more else 0))))
+            if not more:
+                break
+    return "".join(chars)
 
 
 def _coco_string_to_counts(encoded: str) -> List[int]:
