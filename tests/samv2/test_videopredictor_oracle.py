@@ -299,25 +299,27 @@ def test_first_propagation_matches_official_free_running(pair, clip_dir):
 @pytest.mark.parametrize("parameter", ["maskmem_tpos_enc", "obj_ptr_proj.layers.2.weight"])
 def test_perturbed_weight_is_caught(pair, clip_dir, parameter):
     """A 1e-2 change of one memory-path weight (the temporal encoding read by memory attention, or the projection
-    that makes the stored object pointers) leaves the prompted frames alone and fails the step-by-step check."""
+    that makes the object pointers) leaves the prompted frame alone, but on the first tracked frame (within 1e-4 of
+    the official one unperturbed, see above) it moves the logits beyond even the issue's loose bound for tracked
+    frames (0.1 anywhere, or more than 25% of pixels beyond 1e-3): the checks have teeth."""
     variant, ours, official = pair
     if variant != "sam2.1_hiera_tiny":
         pytest.skip("one variant shows it")
     configure([ours, official])
     tensor = dict(ours.model.named_parameters())[parameter]
     original = tensor.detach().clone()
-    run = Lockstep(ours, official, clip_dir)
     try:
         with torch.no_grad():
             tensor.add_(1e-2)
-        with pytest.raises(AssertionError):
-            run.call("click", "add_new_points_or_box", 0, 1, **CLICK)  # stored pointers are compared too
-            run.propagate("propagate", max_frame_num_to_track=2)
-            assert_all_close(run.rows)
+        mine = free_running(variant, ours, clip_dir, "ours")
     finally:
         with torch.no_grad():
             tensor.copy_(original)
-    assert run.rows[0]["step"] == "click" and run.rows[0]["max"] <= 1e-3
+    rows = free_rows(mine, free_running(variant, official, clip_dir, "official"))
+    prompted = [r for r in rows if r["step"] != "propagate" or r["frame"] == 0]
+    assert max(r["max"] for r in prompted) <= 1e-3, prompted
+    first = next(r for r in rows if r["step"] == "propagate" and r["frame"] == 1)
+    assert first["max"] > 0.1 or first["frac"] > 0.25, first
 
 
 def test_correction_lost_with_the_official_default(pair, clip_dir):
