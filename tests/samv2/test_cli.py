@@ -111,3 +111,27 @@ def test_offline_download_error_is_readable(setup, capsys, monkeypatch, tmp_path
     )
     err = capsys.readouterr().err
     assert code == 2 and "http://127.0.0.1:9/none.pt" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_reduced_precision_runs_under_autocast(setup, dtype):
+    """--dtype runs the model under autocast (on the CPU here) and still writes valid masks, close to float32's."""
+    folder, config, ckpt, image = setup
+    masks = {}
+    for name in ("float32", dtype):
+        out = folder / f"dtype_{name}"
+        args = ["image", image, "--point", "60,40", "--config", config, "--ckpt", ckpt, "--out", str(out)]
+        assert main([*args, "--dtype", name, "--no-multimask"]) == 0
+        record = json.loads((out / "photo.json").read_text())["masks"][0]
+        masks[name] = rle_to_mask(record["rle"])
+    union = (masks["float32"] | masks[dtype]).sum()
+    assert (masks["float32"] & masks[dtype]).sum() / union > 0.9
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="a GPU is present")
+def test_cuda_without_gpu_is_a_one_line_error(setup, capsys):
+    folder, config, ckpt, image = setup
+    args = ["image", image, "--point", "60,40", "--config", config, "--ckpt", ckpt, "--out", str(folder / "gpu")]
+    assert main([*args, "--device", "cuda"]) == 2
+    err = capsys.readouterr().err
+    assert "no CUDA GPU is available" in err and len(err.strip().splitlines()) == 1

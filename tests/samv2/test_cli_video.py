@@ -182,3 +182,14 @@ def test_config_driven_run_as_documented(clip, small_config, tmp_path, capsys):
     code = main(["video", str(clip), "--prompts", prompts, "--out", str(tmp_path / "o"), "--config", str(config)])
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err and "maskmem_tpos_enc: checkpoint [7, 1, 1, 64] vs model [4" in err
+
+
+def test_bfloat16_autocast(clip, small_config, tmp_path):
+    prompts = write_prompts(tmp_path, [{"id": 1, "frame": 0, "points": [[50, 60]], "labels": [1]}])
+    out = tmp_path / "out"
+    assert (
+        run([str(clip), "--prompts", prompts, "--out", str(out), "--dtype", "bfloat16", "--no-overlay"], small_config)
+        == 0
+    )
+    assert len(os.listdir(out / "masks")) == NUM_FRAMES
+    assert (np.asarray(Image.open(out / "masks" / "00000.png")) == 1).any()
