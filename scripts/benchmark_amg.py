@@ -28,33 +28,9 @@ import time
 import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-OFFICIAL_YAML = {
-    "sam2_hiera_tiny": "configs/sam2/sam2_hiera_t.yaml",
-    "sam2.1_hiera_tiny": "configs/sam2.1/sam2.1_hiera_t.yaml",
-    "sam2_hiera_small": "configs/sam2/sam2_hiera_s.yaml",
-    "sam2.1_hiera_small": "configs/sam2.1/sam2.1_hiera_s.yaml",
-    "sam2_hiera_base_plus": "configs/sam2/sam2_hiera_b+.yaml",
-    "sam2.1_hiera_base_plus": "configs/sam2.1/sam2.1_hiera_b+.yaml",
-    "sam2_hiera_large": "configs/sam2/sam2_hiera_l.yaml",
-    "sam2.1_hiera_large": "configs/sam2.1/sam2.1_hiera_l.yaml",
-}
+sys.path.insert(0, REPO)
 
-
-def make_image(height: int, width: int, seed: int = 0) -> np.ndarray:
-    """``H x W x 3`` uint8: a colour gradient with a few solid ellipses / rectangles and mild noise."""
-    rng = np.random.default_rng(seed)
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
-    image = np.stack([xs / width * 120 + 40, ys / height * 100 + 60, (xs + ys) / (width + height) * 80 + 30], -1)
-    for _ in range(6):
-        cy, cx = rng.uniform(0.15, 0.85) * height, rng.uniform(0.15, 0.85) * width
-        ry, rx = rng.uniform(0.06, 0.2) * height, rng.uniform(0.06, 0.2) * width
-        if rng.random() < 0.5:
-            inside = ((ys - cy) / ry) ** 2 + ((xs - cx) / rx) ** 2 <= 1
-        else:
-            inside = (np.abs(ys - cy) <= ry) & (np.abs(xs - cx) <= rx)
-        image[inside] = rng.uniform(0, 255, size=3)
-    image += rng.normal(0, 6, size=image.shape)
-    return np.clip(image, 0, 255).astype(np.uint8)
+from tests.conftest import OFFICIAL_YAML, make_test_image  # noqa: E402
 
 
 def current_rss_mib() -> float:
@@ -85,8 +61,7 @@ def run_child(args: argparse.Namespace) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    sys.path.insert(0, REPO)
-    image = make_image(args.height, args.width)
+    image = make_test_image(args.height, args.width)
     if args.child == "official":
         from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
         from sam2.build_sam import build_sam2
@@ -174,7 +149,6 @@ def main() -> None:
 
     import torch
 
-    sys.path.insert(0, REPO)
     from ssseg.modules.models.segmentors.samv2 import buildsamv2
     from ssseg.modules.models.segmentors.samv2.randomweights import write_random_checkpoint
 

@@ -24,24 +24,14 @@ from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-OFFICIAL_YAML = {
-    "sam2_hiera_tiny": "configs/sam2/sam2_hiera_t.yaml",
-    "sam2.1_hiera_tiny": "configs/sam2.1/sam2.1_hiera_t.yaml",
-    "sam2_hiera_small": "configs/sam2/sam2_hiera_s.yaml",
-    "sam2.1_hiera_small": "configs/sam2.1/sam2.1_hiera_s.yaml",
-}
+from tests.conftest import OFFICIAL_YAML, make_test_image  # noqa: E402
+
 CLICKS = [(100, 120), (250, 60), (60, 200)]  # one per object, on frame 0 of a 240 x 320 clip
 
 
 def make_clip(folder: str, num_frames: int) -> None:
     """A 240 x 320 scene with a few shapes, panning right by 4 px per frame, as <index>.jpg files."""
-    rng = np.random.default_rng(0)
-    ys, xs = np.mgrid[0:240, 0:320].astype(np.float32)
-    base = np.stack([xs / 320 * 120 + 40, ys / 240 * 100 + 60, (xs + ys) / 560 * 80 + 30], -1)
-    for _ in range(6):
-        cy, cx, ry, rx = rng.uniform(40, 200), rng.uniform(50, 270), rng.uniform(15, 50), rng.uniform(20, 60)
-        base[((ys - cy) / ry) ** 2 + ((xs - cx) / rx) ** 2 <= 1] = rng.uniform(0, 255, size=3)
-    base = np.clip(base + rng.normal(0, 6, size=base.shape), 0, 255).astype(np.uint8)
+    base = make_test_image(240, 320)
     for i in range(num_frames):
         Image.fromarray(np.roll(base, 4 * i, axis=1)).save(os.path.join(folder, f"{i:05d}.jpg"), quality=95)
 

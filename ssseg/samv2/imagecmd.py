@@ -45,7 +45,7 @@ def run_image(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from ssseg.modules.models.segmentors.samv2 import SAMV2ImagePredictor
-    from ssseg.modules.models.segmentors.samv2.masks import mask_to_rle
+    from ssseg.modules.models.segmentors.samv2.masks import batched_mask_to_box, mask_to_rle
 
     if not args.point and not args.box:
         raise CLIError("give at least one --point X,Y[:LABEL] or --box X0,Y0,X1,Y1")
@@ -69,13 +69,13 @@ def run_image(args: argparse.Namespace) -> int:
 
     os.makedirs(args.out, exist_ok=True)
     stem = os.path.splitext(os.path.basename(args.image))[0]
-    rles = mask_to_rle(torch.from_numpy(masks))
+    mask_tensor = torch.from_numpy(masks)
+    rles = mask_to_rle(mask_tensor)
+    boxes_xyxy = batched_mask_to_box(mask_tensor).tolist()  # [0, 0, 0, 0] for an empty mask
     records = []
-    for i, (mask, score, rle) in enumerate(zip(masks, scores, rles)):
+    for i, (mask, score, rle, bbox) in enumerate(zip(masks, scores, rles, boxes_xyxy)):
         name = f"{stem}_mask{i}.png"
         write_png_atomic(os.path.join(args.out, name), Image.fromarray(mask.astype(np.uint8) * 255))
-        ys, xs = np.nonzero(mask)
-        bbox = [int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())] if len(xs) else [0, 0, 0, 0]
         records.append({"file": name, "score": float(score), "area": int(mask.sum()), "bbox_xyxy": bbox, "rle": rle})
     overlay = os.path.join(args.out, f"{stem}_overlay.png")
     shown = masks[:1] if boxes is None or len(boxes) == 1 else masks

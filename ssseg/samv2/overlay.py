@@ -31,14 +31,16 @@ def render_overlay(
     boxes: Optional[np.ndarray] = None,
     color_ids: Optional[Sequence[int]] = None,
     alpha: float = 0.5,
+    palette: np.ndarray = PALETTE,
 ) -> np.ndarray:
-    """Blend ``N x H x W`` boolean masks (colour ``color_ids[i]`` of tab10) into an ``H x W x 3`` uint8 image and
-    draw their outlines, points (green foreground, red background) and boxes. Returns a new uint8 image."""
+    """Blend ``N x H x W`` boolean masks (colour ``palette[color_ids[i]]``, cycling; tab10 by default) into an
+    ``H x W x 3`` uint8 image and draw their outlines, points (green foreground, red background) and boxes. Returns a
+    new uint8 image."""
     out = image.astype(np.float32).copy()
     ids = list(color_ids) if color_ids is not None else list(range(len(masks)))
     for mask, cid in zip(masks, ids):
         mask = np.asarray(mask, dtype=bool)
-        color = PALETTE[cid % len(PALETTE)]
+        color = np.asarray(palette[cid % len(palette)], dtype=np.float32)
         out[mask] = out[mask] * (1 - alpha) + color * alpha
     out = out.clip(0, 255).astype(np.uint8)
     thickness = max(1, round(max(image.shape[:2]) / 400))
@@ -86,13 +88,4 @@ def render_index_overlay(frame: np.ndarray, index_map: np.ndarray, alpha: float 
     """Blend the DAVIS colours of an ``H x W`` object-id map into an ``H x W x 3`` uint8 RGB frame, with outlines."""
     ids = [int(i) for i in np.unique(index_map) if i != 0]
     masks = [index_map == i for i in ids]
-    out = frame.astype(np.float32).copy()
-    palette = davis_palette().astype(np.float32)
-    for mask, obj_id in zip(masks, ids):
-        out[mask] = out[mask] * (1 - alpha) + palette[obj_id] * alpha
-    out = out.clip(0, 255).astype(np.uint8)
-    thickness = max(1, round(max(frame.shape[:2]) / 400))
-    for mask in masks:
-        contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-        cv2.drawContours(out, contours, -1, (255, 255, 255), thickness)
-    return out
+    return render_overlay(frame, masks, color_ids=ids, alpha=alpha, palette=davis_palette())

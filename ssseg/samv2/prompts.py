@@ -140,10 +140,19 @@ def load_prompts(path: str, num_frames: Optional[int] = None) -> List[ObjectProm
     for i, entry in enumerate(data["objects"]):
         where = f"{path}: objects[{i}]"
         prompt = _parse_entry(entry, where, base_dir)
-        if num_frames is not None and prompt.frame >= num_frames:
-            raise PromptsError(f"{where}.frame: {prompt.frame} is out of range for a video of {num_frames} frames")
         if (prompt.obj_id, prompt.frame) in seen:
             raise PromptsError(f"{where}: object {prompt.obj_id} already has a prompt on frame {prompt.frame}")
         seen.add((prompt.obj_id, prompt.frame))
         prompts.append(prompt)
+    if num_frames is not None:
+        check_frames(prompts, num_frames, path)
     return prompts
+
+
+def check_frames(prompts: List[ObjectPrompt], num_frames: int, path: str) -> None:
+    """Every prompt's frame exists in a video of ``num_frames`` frames (known only once the video is open)."""
+    for i, prompt in enumerate(prompts):
+        if prompt.frame >= num_frames:
+            raise PromptsError(
+                f"{path}: objects[{i}].frame: {prompt.frame} is out of range for a video of {num_frames} frames"
+            )

@@ -28,7 +28,7 @@ from ssseg.samv2.common import (
     write_png_atomic,
 )
 from ssseg.samv2.overlay import index_mask_image, render_index_overlay
-from ssseg.samv2.prompts import ObjectPrompt, PromptsError, load_prompts
+from ssseg.samv2.prompts import ObjectPrompt, PromptsError, check_frames, load_prompts
 
 DEFAULT_FPS = 24.0
 
@@ -127,7 +127,7 @@ def run_video(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError, TypeError) as error:
         raise CLIError(f"cannot read video {args.input}: {error}") from None
     try:
-        load_prompts(args.prompts, num_frames=state.num_frames)
+        check_frames(prompts, state.num_frames, args.prompts)
     except PromptsError as error:
         raise CLIError(str(error)) from None
 

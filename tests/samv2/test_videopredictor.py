@@ -17,6 +17,7 @@ from ssseg.modules.models.segmentors.samv2.randomweights import random_state_dic
 from ssseg.modules.models.segmentors.samv2.videopredictor import SAMV2VideoPredictor
 from ssseg.modules.models.segmentors.samv2.videostate import SpillFile, VideoInferenceState
 from tests.conftest import make_test_image
+from tests.samv2.test_video import write_video
 
 HEIGHT, WIDTH = 120, 160
 CLICK = dict(points=np.array([[60, 50]], np.float32), labels=np.array([1], np.int32))
@@ -94,17 +95,7 @@ def test_input_sources_give_identical_results(model, tmp_path):
 def test_lossy_video_file_matches_its_decoded_frames(model, tmp_path):
     predictor = SAMV2VideoPredictor(model=model)
     path = str(tmp_path / "clip.mp4")
-    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), 10, (WIDTH, HEIGHT))
-    for frame in make_frames(4):
-        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-    writer.release()
-    capture, decoded = cv2.VideoCapture(path), []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        decoded.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-    capture.release()
+    decoded = write_video(path, make_frames(4), "mp4v")
     state = predictor.initstate(path)
     assert (state.num_frames, state.video_height, state.video_width) == (4, HEIGHT, WIDTH)
     a, b = session(predictor, path), session(predictor, decoded)
