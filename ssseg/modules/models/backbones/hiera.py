@@ -23,6 +23,11 @@ from torch import nn
 
 __all__ = ["Hiera", "HieraBlock", "HieraAttention", "PatchEmbed", "partition_windows", "merge_windows"]
 
+# Tokens per chunk of the inference path of HieraBlock: about 4k tokens keep a chunk's largest intermediates (q/k/v,
+# the MLP's hidden layer) at 6-25 MB. Measured on a 2-core CPU at 1024 x 1024: 2k-8k all within noise of each other,
+# about 10% faster than whole maps; 16k and up fault fresh pages again.
+CHUNK_TOKENS = 4096
+
 
 def partition_windows(x: torch.Tensor, window_size: int) -> Tuple[torch.Tensor, Tuple[int, int]]:
     """Cut a ``B x H x W x C`` map into non-overlapping ``window_size`` squares.
@@ -68,10 +73,19 @@ def merge_windows(
 
 
 def max_pool_channels_last(x: torch.Tensor, stride: Tuple[int, int]) -> torch.Tensor:
-    """Non-overlapping max pooling (kernel = stride, floor mode) of a ``B x H x W x C`` map."""
-    # max_pool2d wants channels-first. For a contiguous input the permuted view is a channels_last tensor, which
-    # the kernel pools without a layout change, so the result permutes back to a contiguous map.
-    return F.max_pool2d(x.permute(0, 3, 1, 2), kernel_size=stride, stride=stride).permute(0, 2, 3, 1)
+    """Non-overlapping max pooling (kernel = stride, floor mode) of a ``B x H x W x C`` map.
+
+    Computed as the elementwise maximum of the ``sh * sw`` strided sub-grids: the same values as ``max_pool2d``,
+    but it reads a strided input (the queries are a view into the q/k/v projection) in place, with neither a
+    layout copy nor argmax indices, which makes it three to four times faster on CPU.
+    """
+    sh, sw = stride
+    h, w = x.shape[1] // sh * sh, x.shape[2] // sw * sw
+    grids = [x[:, i:h:sh, j:w:sw] for i in range(sh) for j in range(sw)]
+    out = grids[0]
+    for grid in grids[1:]:
+        out = torch.maximum(out, grid)
+    return out
 
 
 def drop_path(x: torch.Tensor, drop_prob: float, training: bool) -> torch.Tensor:
@@ -183,6 +197,32 @@ class HieraBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``B x H x W x dim`` -> ``B x H' x W' x dim_out``."""
+        if torch.is_grad_enabled() or self.training or torch.compiler.is_compiling():
+            x = self._attention_residual(x)
+            return x + drop_path(self.mlp(self.norm2(x)), self.drop_path_prob, self.training)
+        # Inference: windows never interact, so the whole block runs one band of window rows at a time (global
+        # attention blocks chunk their MLP only). The intermediates then stay small: in cache, and reused by the
+        # allocator instead of being faulted in fresh on every call, which costs more than the arithmetic on them.
+        # Every token goes through the same operations as above, so the result is the same.
+        b, h, w, _ = x.shape
+        ws = self.window_size
+        stride = self.q_stride[0] if self.q_stride is not None else 1
+        rows = ws * max(1, CHUNK_TOKENS // (ws * w)) if ws > 0 else h
+        if rows >= h or ws % stride != 0:  # (a window that pooling does not tile would straddle two bands)
+            x = self._attention_residual(x)
+            self._mlp_residual_(x)
+            return x
+        out = None
+        for top in range(0, h, rows):
+            band = self._attention_residual(x[:, top : top + rows])
+            self._mlp_residual_(band)
+            if out is None:
+                out = band.new_empty(b, h // stride, band.shape[2], band.shape[3])
+            out[:, top // stride : top // stride + band.shape[1]] = band
+        return out
+
+    def _attention_residual(self, x: torch.Tensor) -> torch.Tensor:
+        """``shortcut + attention(norm1(x))``, a new ``B x H' x W' x dim_out`` tensor."""
         normed = self.norm1(x)
         shortcut = x
         if self.dim != self.dim_out:
@@ -191,19 +231,28 @@ class HieraBlock(nn.Module):
                 shortcut = max_pool_channels_last(shortcut, self.q_stride)
 
         ws = self.window_size
-        if ws > 0:
-            windows, padded_hw = partition_windows(normed, ws)
-            attended = self.attn(windows)
-            if self.q_stride is not None:
-                # Every window had its queries pooled, so the windows shrink while the window grid stays. Sizing
-                # the merged map from that grid (not from the pooled shortcut) also holds for odd token counts.
-                pooled_ws = ws // self.q_stride[0]
-                padded_hw = (padded_hw[0] // ws * pooled_ws, padded_hw[1] // ws * pooled_ws)
-                ws = pooled_ws
-            x = self._add_windows(shortcut, attended, ws, padded_hw)
-        else:
-            x = shortcut + drop_path(self.attn(normed), self.drop_path_prob, self.training)
-        return x + drop_path(self.mlp(self.norm2(x)), self.drop_path_prob, self.training)
+        if ws == 0:
+            return shortcut + drop_path(self.attn(normed), self.drop_path_prob, self.training)
+        windows, padded_hw = partition_windows(normed, ws)
+        attended = self.attn(windows)
+        if self.q_stride is not None:
+            # Every window had its queries pooled, so the windows shrink while the window grid stays. Sizing
+            # the merged map from that grid (not from the pooled shortcut) also holds for odd token counts.
+            pooled_ws = ws // self.q_stride[0]
+            padded_hw = (padded_hw[0] // ws * pooled_ws, padded_hw[1] // ws * pooled_ws)
+            ws = pooled_ws
+        return self._add_windows(shortcut, attended, ws, padded_hw)
+
+    def _mlp_residual_(self, x: torch.Tensor) -> None:
+        """``x += mlp(norm2(x))`` in place, ``CHUNK_TOKENS`` tokens at a time (inference only: ``x`` must be a
+        fresh tensor; the MLP's activation is the exact GELU it is built with)."""
+        fc1, fc2 = self.mlp.layers
+        rows = max(1, CHUNK_TOKENS // x.shape[2])
+        for top in range(0, x.shape[1], rows):
+            part = x[:, top : top + rows]
+            hidden = fc1(self.norm2(part))
+            torch.ops.aten.gelu_(hidden)
+            part.add_(fc2(hidden))
 
     def _add_windows(
         self, shortcut: torch.Tensor, windows: torch.Tensor, window_size: int, padded_hw: Tuple[int, int]

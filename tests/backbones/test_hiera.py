@@ -1,0 +1,78 @@
+"""Hiera's chunked inference path and its max pooling, against the plain path and torch's max_pool2d."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ssseg.modules.models.backbones import hiera as hiera_module
+from ssseg.modules.models.backbones.hiera import Hiera, HieraBlock, max_pool_channels_last
+
+
+def _tiny_hiera(seed: int = 0) -> Hiera:
+    """Four stages with windows that need padding (5 on 13x13 maps), q-pooling and one global block."""
+    torch.manual_seed(seed)
+    model = Hiera(
+        embed_dim=16,
+        num_heads=1,
+        stages=(1, 2, 3, 1),
+        window_spec=(4, 4, 5, 3),
+        global_att_blocks=(4,),
+        window_pos_embed_bkg_spatial_size=(6, 6),
+    ).eval()
+    with torch.no_grad():
+        for p in model.parameters():  # nonzero biases and norms, so padding and bias handling matter
+            p.copy_(torch.randn_like(p) * (0.3 if p.ndim > 1 else 0.5))
+    return model
+
+
+@pytest.mark.parametrize("batch, size", [(1, 128), (2, 104)])
+def test_chunked_inference_matches_plain_path(batch, size, monkeypatch):
+    """Inference runs blocks band by band; with a small chunk every windowed block is cut into several bands,
+    including padded windows (104 / 4 = 26 tokens, 13 and 7 at later stages) and pooling transitions."""
+    model = _tiny_hiera()
+    x = torch.randn(batch, 3, size, size)
+    with torch.enable_grad():  # the plain path (what training runs), no chunks
+        expected = model(x)
+    monkeypatch.setattr(hiera_module, "CHUNK_TOKENS", 64)
+    calls = []
+    original = HieraBlock._attention_residual
+    monkeypatch.setattr(HieraBlock, "_attention_residual", lambda self, t: calls.append(1) or original(self, t))
+    with torch.inference_mode():
+        got = model(x)
+    assert len(calls) > 3 * len(model.blocks), "the chunked path did not cut the blocks into bands"
+    for level, (a, b) in enumerate(zip(got, expected)):
+        assert a.shape == b.shape
+        diff = (a - b).abs().max().item()
+        assert diff <= 1e-5 * b.abs().max().item(), f"level {level}: max |diff| {diff:.2e}"
+
+
+def test_chunked_inference_without_bands_is_the_same():
+    """A chunk larger than the map takes the unbanded inference path; it agrees with the plain path too."""
+    model = _tiny_hiera(1)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.enable_grad():
+        expected = model(x)
+    with torch.no_grad():
+        got = model(x)
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_plain_path_is_used_when_training_or_with_gradients():
+    model = _tiny_hiera()
+    x = torch.randn(1, 3, 64, 64, requires_grad=True)
+    out = model(x)
+    out[-1].sum().backward()  # the in-place inference path would break autograd
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize("shape, stride", [((2, 8, 8, 5), (2, 2)), ((1, 7, 9, 3), (2, 2)), ((1, 9, 12, 4), (3, 2))])
+def test_max_pool_matches_max_pool2d(shape, stride):
+    x = torch.randn(shape)
+    expected = F.max_pool2d(x.permute(0, 3, 1, 2), kernel_size=stride, stride=stride).permute(0, 2, 3, 1)
+    assert torch.equal(max_pool_channels_last(x, stride), expected)
+    # a strided view (the queries inside a q/k/v projection) pools the same
+    wide = torch.randn(*shape[:-1], 3 * shape[-1])
+    view = wide[..., shape[-1] : 2 * shape[-1]]
+    expected = F.max_pool2d(view.permute(0, 3, 1, 2), kernel_size=stride, stride=stride).permute(0, 2, 3, 1)
+    assert torch.equal(max_pool_channels_last(view, stride), expected)
