@@ -242,7 +242,10 @@ def main() -> None:
     parser.add_argument("--phases", nargs="+", default=list(PHASES), choices=PHASES)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
-        "--rounds", type=int, default=1, help="alternate the two sides this many times per phase and keep each "
+        "--rounds",
+        type=int,
+        default=1,
+        help="alternate the two sides this many times per phase and keep each "
         "side's best (on a machine whose speed drifts, 3 gives steadier ratios)",
     )
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
