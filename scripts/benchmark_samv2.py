@@ -101,7 +101,28 @@ def phase_image(args, impl: str) -> Dict[str, float]:
         )
         if impl == "ours":
             result.update(encoder_flops(args, model, image))
+    if args.dtype != "float32":
+        # The approximate path's answers against fp32 on the same inputs: masks of the 1-point and 16-box prompts.
+        masks = {}
+        for name, context in (("approx", autocast(args)), ("fp32", contextlib.nullcontext())):
+            with torch.inference_mode(), context:
+                predictor.set_image(image)
+                point_masks = predictor.predict(**point)[0]
+                box_masks = predictor.predict(box=boxes, multimask_output=False)[0]
+            masks[name] = np.concatenate([point_masks.reshape(-1, *point_masks.shape[-2:]),
+                                          box_masks.reshape(-1, *box_masks.shape[-2:])])  # fmt: skip
+        ious = mask_ious(masks["approx"], masks["fp32"])
+        result[f"predict mask IoU {args.dtype} vs float32 (min)"] = float(ious.min())
+        result[f"predict mask IoU {args.dtype} vs float32 (mean)"] = float(ious.mean())
     return result
+
+
+def mask_ious(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of each pair of ``N x H x W`` boolean masks (two empty masks agree: IoU 1)."""
+    a, b = a.astype(bool), b.astype(bool)
+    inter = (a & b).sum(axis=(-1, -2))
+    union = (a | b).sum(axis=(-1, -2))
+    return np.where(union > 0, inter / np.maximum(union, 1), 1.0)
 
 
 def encoder_flops(args, model, image) -> Dict[str, float]:
@@ -171,7 +192,28 @@ def phase_video(args, impl: str) -> Dict[str, float]:
             timer = propagation_seconds(predictor, clip, objects, args.device)
             best = min(timer() for _ in range(args.repeats))
             result[f"video {objects} object{'s' if objects > 1 else ''} (frames/s)"] = args.frames / best
+    if args.dtype != "float32":
+        # Tracking with random weights is chaotic after a few frames (even fp32 differs from itself across thread
+        # counts there), so the approximate path is compared on the clicked frame and the first tracked one.
+        masks = {}
+        for name, context in (("approx", autocast(args)), ("fp32", contextlib.nullcontext())):
+            with context:
+                masks[name] = first_frame_masks(predictor, clip)
+        ious = mask_ious(masks["approx"], masks["fp32"])
+        result[f"video mask IoU {args.dtype} vs float32, frames 0-1 (min)"] = float(ious.min())
+        result[f"video mask IoU {args.dtype} vs float32, frames 0-1 (mean)"] = float(ious.mean())
     return result
+
+
+def first_frame_masks(predictor, clip: str) -> np.ndarray:
+    """``(frames x objects) x H x W`` masks of frames 0 and 1, three objects clicked on frame 0."""
+    from benchmark_video import CLICKS
+
+    state = predictor.init_state(clip)
+    for obj_id, (x, y) in enumerate(CLICKS[:3], start=1):
+        predictor.add_new_points_or_box(state, 0, obj_id, points=np.array([[x, y]], np.float32), labels=np.array([1]))
+    logits = [out[2] for out in predictor.propagate_in_video(state, max_frame_num_to_track=2)]
+    return torch.cat(logits).float().gt(0).flatten(0, 1).cpu().numpy()
 
 
 def child(args) -> None:
@@ -220,6 +262,8 @@ def print_table(args, results: Dict[str, Dict[str, float]]) -> None:
         other = theirs.get(name)
         higher_is_better = "frames/s" in name
         ratio = "" if other is None else f"{(value / other if higher_is_better else other / value):.2f}x"
+        if "IoU" in name:
+            ratio = ""
         if "RSS" in name or "GPU memory" in name:
             ratio = (
                 "" if other is None else f"{other / value:.2f}x less" if value < other else f"{value / other:.2f}x more"
