@@ -207,12 +207,10 @@ def phase_video(args, impl: str) -> Dict[str, float]:
 
 def first_frame_masks(predictor, clip: str) -> np.ndarray:
     """``(frames x objects) x H x W`` masks of frames 0 and 1, three objects clicked on frame 0."""
-    from benchmark_video import CLICKS
+    from benchmark_video import clicked_session
 
-    state = predictor.init_state(clip)
-    for obj_id, (x, y) in enumerate(CLICKS[:3], start=1):
-        predictor.add_new_points_or_box(state, 0, obj_id, points=np.array([[x, y]], np.float32), labels=np.array([1]))
-    logits = [out[2] for out in predictor.propagate_in_video(state, max_frame_num_to_track=2)]
+    state = clicked_session(predictor, clip, 3)
+    logits = [out[2] for out in predictor.propagate_in_video(state, max_frame_num_to_track=1)]
     return torch.cat(logits).float().gt(0).flatten(0, 1).cpu().numpy()
 
 

@@ -61,11 +61,17 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def propagation_seconds(predictor, clip: str, num_objects: int, device: str) -> Callable[[], float]:
-    """A session with ``num_objects`` clicked objects; the returned callable times one full propagation."""
+def clicked_session(predictor, clip: str, num_objects: int):
+    """A session on ``clip`` with ``num_objects`` objects clicked on frame 0 (one point each, from ``CLICKS``)."""
     state = predictor.init_state(clip)
     for obj_id, (x, y) in enumerate(CLICKS[:num_objects], start=1):
         predictor.add_new_points_or_box(state, 0, obj_id, points=np.array([[x, y]], np.float32), labels=np.array([1]))
+    return state
+
+
+def propagation_seconds(predictor, clip: str, num_objects: int, device: str) -> Callable[[], float]:
+    """A session with ``num_objects`` clicked objects; the returned callable times one full propagation."""
+    state = clicked_session(predictor, clip, num_objects)
     for _ in predictor.propagate_in_video(state, max_frame_num_to_track=2):  # warm-up
         pass
 
