@@ -5,7 +5,13 @@ import torch
 import torch.nn.functional as F
 
 from ssseg.modules.models.backbones import hiera as hiera_module
-from ssseg.modules.models.backbones.hiera import Hiera, HieraBlock, max_pool_channels_last
+from ssseg.modules.models.backbones.hiera import (
+    Hiera,
+    HieraBlock,
+    max_pool_channels_last,
+    merge_windows,
+    partition_windows,
+)
 
 
 def _tiny_hiera(seed: int = 0) -> Hiera:
@@ -36,7 +42,8 @@ def test_chunked_inference_matches_plain_path(batch, size, monkeypatch):
     monkeypatch.setattr(hiera_module, "CHUNK_TOKENS", 64)
     calls = []
     original = HieraBlock._attention_residual
-    monkeypatch.setattr(HieraBlock, "_attention_residual", lambda self, t: calls.append(1) or original(self, t))
+    spy = lambda self, *args: calls.append(1) or original(self, *args)  # noqa: E731
+    monkeypatch.setattr(HieraBlock, "_attention_residual", spy)
     with torch.inference_mode():
         got = model(x)
     assert len(calls) > 3 * len(model.blocks), "the chunked path did not cut the blocks into bands"
@@ -56,6 +63,42 @@ def test_chunked_inference_without_bands_is_the_same():
         got = model(x)
     for a, b in zip(got, expected):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "dim, dim_out, window, size, q_stride",
+    [(192, 192, 14, 32, None), (192, 384, 14, 32, (2, 2)), (384, 384, 7, 16, None), (96, 96, 5, 8, None)],
+)
+def test_real_token_projection_matches_padded_windows(dim, dim_out, window, size, q_stride):
+    """Maps that windows tile badly project only their real tokens and pad the projection with the bias. The
+    official arithmetic, row by row: the same bits as projecting the zero-padded windows (SAM 2 widths, where
+    the GEMM path taken depends on the operands' layout)."""
+    torch.manual_seed(0)
+    block = HieraBlock(dim, dim_out, num_heads=2, window_size=window, q_stride=q_stride).eval()
+    with torch.no_grad():
+        for p in block.parameters():
+            p.copy_(torch.randn_like(p) * 0.3)
+    x = torch.randn(2, size, size, dim)
+    with torch.enable_grad():
+        expected = block(x)  # the plain path
+    projected = []
+    block.attn.qkv.register_forward_hook(lambda module, args, out: projected.append(tuple(args[0].shape)))
+    with torch.inference_mode():
+        got = block(x)
+    assert projected == [(2, size, size, dim)], "the real tokens were not projected as one map"
+    assert torch.equal(got, expected), f"max |diff| {(got - expected).abs().max().item():.2e}"
+
+
+def test_partition_pads_with_fill_and_always_copies():
+    x = torch.randn(1, 5, 9, 3)
+    fill = torch.tensor([1.0, 2.0, 3.0])
+    windows, padded_hw = partition_windows(x, 7, fill=fill)
+    assert padded_hw == (7, 14) and windows.shape == (2, 7, 7, 3)
+    assert windows.is_contiguous()  # one row of windows: reshape alone would give a strided view
+    assert torch.equal(windows[0, 5:], fill.expand(2, 7, 3)) and torch.equal(windows[1, :5, 2:], fill.expand(5, 5, 3))
+    assert torch.equal(merge_windows(windows, 7, padded_hw, (5, 9)), x)
+    zeros, _ = partition_windows(x, 7)
+    assert zeros.is_contiguous() and torch.equal(zeros[1, :5, 2:], torch.zeros(5, 5, 3))
 
 
 def test_plain_path_is_used_when_training_or_with_gradients():

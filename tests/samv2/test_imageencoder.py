@@ -168,6 +168,20 @@ def test_tiny_parity_1024(tiny_pair) -> None:
     assert not mismatches(diffs), report(diffs)
 
 
+@pytest.mark.parametrize("size, batch", [(1024, 1), (512, 2), (256, 1)])
+def test_trunk_is_bit_identical(tiny_pair, size: int, batch: int) -> None:
+    """The trunk's inference path (bands of windows, projecting only the real tokens of padded windows, pooling
+    by sub-grid maxima) does the official arithmetic row by row, so its features are the same bits. Tracking
+    depends on that: the official video predictor stores memories in bfloat16, where a last-bit difference
+    upstream can move a memory value by a whole bfloat16 step (see test_videopredictor_oracle.py)."""
+    ours, ref, _ = tiny_pair
+    image = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(size))
+    with torch.inference_mode():
+        got, expected = ours.trunk(image), ref.trunk(image)
+    for level, (a, b) in enumerate(zip(got, expected)):
+        assert torch.equal(a, b), f"stage {level + 1}: max |diff| {(a - b).abs().max().item():.2e}"
+
+
 @torch.no_grad()
 def test_tiny_parity_512_batch2(tiny_pair) -> None:
     ours, ref, _ = tiny_pair

@@ -11,6 +11,7 @@ from functools import lru_cache
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .attention import Attention
@@ -229,8 +230,12 @@ class MemoryAttentionLayer(nn.Module):
             x = self.cross_attn_image(q, k, memory)
         tgt = tgt + self.dropout2(x)
 
-        x = self.linear2(self.dropout(self.activation(self.linear1(self.norm3(tgt)))))
-        return tgt + self.dropout3(x)
+        hidden = self.linear1(self.norm3(tgt))
+        if self.activation is F.relu and not (torch.is_grad_enabled() or self.training):
+            hidden.relu_()  # a fresh tensor: in place saves a second N x dim_feedforward buffer
+        else:
+            hidden = self.dropout(self.activation(hidden))
+        return tgt + self.dropout3(self.linear2(hidden))
 
 
 def _single(x: Union[torch.Tensor, List[torch.Tensor], None], name: str) -> Optional[torch.Tensor]:
