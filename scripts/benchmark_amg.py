@@ -30,7 +30,7 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from tests.conftest import OFFICIAL_YAML, make_test_image  # noqa: E402
+from tests.conftest import OFFICIAL_YAML, build_official, make_test_image  # noqa: E402
 
 
 def current_rss_mib() -> float:
@@ -64,12 +64,9 @@ def run_child(args: argparse.Namespace) -> None:
     image = make_test_image(args.height, args.width)
     if args.child == "official":
         from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
-        from sam2.build_sam import build_sam2
 
-        model = build_sam2(OFFICIAL_YAML[args.variant], None, device=args.device)
-        state = torch.load(args.ckpt, map_location=args.device, weights_only=True)["model"]
-        model.load_state_dict(state, strict=True)
-        generator = SAM2AutomaticMaskGenerator(model.eval(), **generator_options(args))
+        model = build_official(args.variant, args.ckpt, device=args.device)
+        generator = SAM2AutomaticMaskGenerator(model, **generator_options(args))
     else:
         from ssseg.modules.models.segmentors.samv2 import buildsamv2
         from ssseg.modules.models.segmentors.samv2.maskgenerator import SAMV2AutomaticMaskGenerator

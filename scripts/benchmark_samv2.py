@@ -55,24 +55,15 @@ def autocast(args):
     return torch.autocast(device_type=args.device.split(":")[0], dtype=getattr(torch, args.dtype))
 
 
-def build_model(args, impl: str, image_size: int = 1024, video: bool = False):
+def build_model(args, impl: str):
     """The network of ``impl`` with the benchmark weights (the official one through its own builder)."""
     if impl == "ours":
-        from ssseg.configs.samv2 import getconfig
         from ssseg.modules.models.segmentors.samv2 import buildsamv2
 
-        cfg, _ = getconfig(args.variant)
-        cfg["image_size"] = image_size
-        return buildsamv2(cfg, ckptpath=args.ckpt, device=args.device)
-    from sam2.build_sam import build_sam2, build_sam2_video_predictor
+        return buildsamv2(args.variant, ckptpath=args.ckpt, device=args.device)
+    from tests.conftest import build_official
 
-    from tests.conftest import OFFICIAL_YAML
-
-    builder = build_sam2_video_predictor if video else build_sam2
-    model = builder(OFFICIAL_YAML[args.variant], None, device=args.device,
-                    hydra_overrides_extra=[f"++model.image_size={image_size}"])  # fmt: skip
-    model.load_state_dict(torch.load(args.ckpt, map_location=args.device, weights_only=True)["model"], strict=True)
-    return model.eval()
+    return build_official(args.variant, args.ckpt, device=args.device)
 
 
 # ------------------------------------------------------------------------------------------------- phases (child)
@@ -174,16 +165,10 @@ def phase_amg(args, impl: str) -> Dict[str, float]:
 
 
 def phase_video(args, impl: str) -> Dict[str, float]:
-    from benchmark_video import make_clip, propagation_seconds
+    from benchmark_video import build_official, build_ours, make_clip, propagation_seconds
 
-    size = args.video_image_size
-    if impl == "ours":
-        from ssseg.modules.models.segmentors.samv2 import SAMV2VideoPredictor
-
-        predictor = SAMV2VideoPredictor(model=build_model(args, impl, size), fill_hole_area=0)
-    else:
-        predictor = build_model(args, impl, size, video=True)
-        predictor.fill_hole_area = 0
+    build = build_ours if impl == "ours" else build_official
+    predictor = build(args.variant, args.ckpt, args.video_image_size, args.device)  # hole filling off on both
     clip = tempfile.mkdtemp(prefix="ssseg-bench-clip-")
     make_clip(clip, args.frames)
     result = {}

@@ -25,6 +25,7 @@ from PIL import Image
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from tests.conftest import OFFICIAL_YAML, make_test_image  # noqa: E402
+from tests.conftest import build_official as build_official_model  # noqa: E402
 
 CLICKS = [(100, 120), (250, 60), (60, 200)]  # one per object, on frame 0 of a 240 x 320 clip
 
@@ -46,14 +47,11 @@ def build_ours(variant: str, ckpt: str, image_size: int, device: str):
 
 
 def build_official(variant: str, ckpt: str, image_size: int, device: str):
-    from sam2.build_sam import build_sam2_video_predictor
-
-    predictor = build_sam2_video_predictor(
-        OFFICIAL_YAML[variant], None, device=device, hydra_overrides_extra=[f"++model.image_size={image_size}"]
+    predictor = build_official_model(
+        variant, ckpt, video=True, device=device, hydra_overrides_extra=[f"++model.image_size={image_size}"]
     )
-    predictor.load_state_dict(torch.load(ckpt, map_location=device, weights_only=True)["model"], strict=True)
     predictor.fill_hole_area = 0
-    return predictor.eval()
+    return predictor
 
 
 def sync(device: str) -> None:

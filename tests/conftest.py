@@ -64,13 +64,14 @@ def random_checkpoint(tmp_path_factory):
     return make
 
 
-def build_official(variant: str, ckpt_path: str, video: bool = False, **kwargs):
-    """The official sam2 model of ``variant`` with the checkpoint loaded strictly (the test oracle)."""
+def build_official(variant: str, ckpt_path: str, video: bool = False, device: str = "cpu", **kwargs):
+    """The official sam2 model of ``variant`` with the checkpoint loaded strictly (the test oracle; also what the
+    benchmarks compare with). ``kwargs`` go to sam2's builder, e.g. ``hydra_overrides_extra``."""
     from sam2.build_sam import build_sam2, build_sam2_video_predictor
 
     builder = build_sam2_video_predictor if video else build_sam2
-    model = builder(OFFICIAL_YAML[variant], None, device="cpu", **kwargs)
-    state = torch.load(ckpt_path, map_location="cpu", weights_only=True)["model"]
+    model = builder(OFFICIAL_YAML[variant], None, device=device, **kwargs)
+    state = torch.load(ckpt_path, map_location=device, weights_only=True)["model"]
     model.load_state_dict(state, strict=True)
     return model.eval()
 

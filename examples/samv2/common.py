@@ -10,12 +10,12 @@ Every example takes the same model options: ``--model`` (one of the 8 official S
 
 import argparse
 import os
-import re
 from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 
 from ssseg.configs.samv2 import loadconfigfile
+from ssseg.modules.models.segmentors.samv2.video import jpeg_frame_paths
 
 # --model name -> the predictors' use_default_* flag that selects it
 MODEL_FLAGS = {
@@ -29,7 +29,6 @@ MODEL_FLAGS = {
     "sam2.1_hiera_large": "use_default_samv21_l",
 }
 DEFAULT_MODEL = "sam2_hiera_large"  # the tutorial's SAMV2...(use_default_samv2_l=True)
-JPEG_SUFFIXES = (".jpg", ".jpeg", ".JPG", ".JPEG")
 
 
 def parser(
@@ -115,14 +114,10 @@ def outpath(args: argparse.Namespace, filename: str) -> str:
 
 
 def framenames(video_dir: str) -> List[str]:
-    """The JPEG frames of ``video_dir`` sorted by their numeric index, as in the tutorial."""
+    """The JPEG frames of ``video_dir`` (file names) sorted by their numeric index, as in the tutorial."""
     if not os.path.isdir(video_dir):
         raise SystemExit(f"error: --video {video_dir} is not a folder of JPEG frames named <index>.jpg")
-    names = [p for p in os.listdir(video_dir) if os.path.splitext(p)[-1] in JPEG_SUFFIXES]
-    if not names:
-        raise SystemExit(f"error: --video {video_dir} holds no JPEG frames named <index>.jpg")
-    unnumbered = [p for p in names if re.fullmatch(r"[0-9]+", os.path.splitext(p)[0]) is None]
-    if unnumbered:
-        raise SystemExit(f"error: JPEG frames in {video_dir} must be named <index>.jpg, got {unnumbered[0]}")
-    names.sort(key=lambda p: int(os.path.splitext(p)[0]))
-    return names
+    try:
+        return [os.path.basename(path) for path in jpeg_frame_paths(video_dir)]
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None

@@ -19,14 +19,14 @@ import os
 import re
 import threading
 import weakref
-from typing import Dict, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
 import torch
 from PIL import Image
 
-__all__ = ["FrameSource", "open_frames"]
+__all__ = ["FrameSource", "jpeg_frame_paths", "open_frames"]
 
 logger = logging.getLogger(__name__)
 
@@ -62,33 +62,43 @@ class _FrameReader:
         pass
 
 
+def jpeg_frame_paths(folder: str) -> List[str]:
+    """The paths of the ``<index>.jpg`` frames in ``folder``, ordered by their numeric index (``2.jpg`` before
+    ``10.jpg``). Files with other suffixes are ignored, as by the official loader.
+
+    Raises:
+        ValueError: no JPEG frames, a JPEG whose name is not a number, or two JPEGs with the same index.
+    """
+    indexed = []
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            stem, suffix = os.path.splitext(entry.name)
+            if suffix not in JPEG_SUFFIXES or not entry.is_file():
+                continue
+            if re.fullmatch(r"[0-9]+", stem) is None:
+                raise ValueError(
+                    f"JPEG frame '{entry.path}' is not named by a numeric frame index; expected every "
+                    f"JPEG in '{folder}' to be named '<index>.jpg' (e.g. 00000.jpg, 1.jpg, 10.jpg)"
+                )
+            indexed.append((int(stem), entry.path))
+    if not indexed:
+        raise ValueError(
+            f"no JPEG frames found in folder '{folder}'; expected files named '<index>.jpg' "
+            f"(suffixes {', '.join(JPEG_SUFFIXES)})"
+        )
+    indexed.sort()
+    for (index_a, path_a), (index_b, path_b) in zip(indexed, indexed[1:]):
+        if index_a == index_b:
+            raise ValueError(f"JPEG frames '{path_a}' and '{path_b}' both have frame index {index_a}")
+    return [path for _, path in indexed]
+
+
 class _JpegFolderReader(_FrameReader):
     """Frames stored as ``<index>.jpg`` files in one folder."""
 
     def __init__(self, folder: str) -> None:
         self.folder = folder
-        indexed = []
-        with os.scandir(folder) as entries:
-            for entry in entries:
-                stem, suffix = os.path.splitext(entry.name)
-                if suffix not in JPEG_SUFFIXES or not entry.is_file():
-                    continue
-                if re.fullmatch(r"[0-9]+", stem) is None:
-                    raise ValueError(
-                        f"JPEG frame '{entry.path}' is not named by a numeric frame index; expected every "
-                        f"JPEG in '{folder}' to be named '<index>.jpg' (e.g. 00000.jpg, 1.jpg, 10.jpg)"
-                    )
-                indexed.append((int(stem), entry.path))
-        if not indexed:
-            raise ValueError(
-                f"no JPEG frames found in folder '{folder}'; expected files named '<index>.jpg' "
-                f"(suffixes {', '.join(JPEG_SUFFIXES)})"
-            )
-        indexed.sort()
-        for (index_a, path_a), (index_b, path_b) in zip(indexed, indexed[1:]):
-            if index_a == index_b:
-                raise ValueError(f"JPEG frames '{path_a}' and '{path_b}' both have frame index {index_a}")
-        self.paths = [path for _, path in indexed]
+        self.paths = jpeg_frame_paths(folder)
         self.length = len(self.paths)
         try:
             with Image.open(self.paths[0]) as image:  # reads the header only; pixels are decoded on access
