@@ -153,6 +153,23 @@ def test_cache_stays_bounded_on_long_videos(direction):
     assert info["hits"] + info["misses"] == 1200  # how many are hits depends on thread timing
 
 
+@pytest.mark.parametrize("direction", [1, -1])
+def test_stale_prefetch_request_skips_frames_already_read(direction):
+    # A prefetch thread that falls behind (a loaded machine) serves a request for a frame the reader has long passed;
+    # the frames after it were read and evicted already, and must not be decoded a second time.
+    frames = np.random.default_rng(4).integers(0, 256, (40, 8, 8, 3), dtype=np.uint8)
+    source = open_frames(frames, 16, cache_size=8, prefetch=3)
+    order = range(20) if direction > 0 else range(39, 19, -1)
+    for idx in order:
+        source[idx]
+    assert source.wait_prefetch(timeout=10)
+    decoded = source.cache_info()["decoded"]
+    stale = 2 if direction > 0 else 37
+    assert stale not in source.cache_info()["cached"]
+    source._prefetch_around(stale, direction)
+    assert source.cache_info()["decoded"] == decoded
+
+
 def test_reverse_video_reads_blocks_instead_of_seeking_every_frame(tmp_path):
     path = tmp_path / "clip.avi"
     write_video(path, make_frames(48), "MJPG")

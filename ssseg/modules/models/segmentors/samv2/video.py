@@ -499,7 +499,10 @@ class FrameSource:
             if self._closed:
                 return
             with self._cond:
-                if i in self._cache or i in self._pending:
+                # The request may be stale: if the reader has reached or passed this frame since, it was read
+                # already, and decoding it again would only push a wanted frame out of the cache.
+                passed = self._last_idx is not None and (i - self._last_idx) * self._direction <= 0
+                if passed or i in self._cache or i in self._pending:
                     continue
                 self._pending.add(i)
             self._decode_into_cache(i)
