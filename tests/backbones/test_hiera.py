@@ -42,7 +42,7 @@ def test_chunked_inference_matches_plain_path(batch, size, monkeypatch):
     monkeypatch.setattr(hiera_module, "CHUNK_TOKENS", 64)
     calls = []
     original = HieraBlock._attention_residual
-    spy = lambda self, *args: calls.append(1) or original(self, *args)  # noqa: E731
+    spy = lambda self, *args, **kwargs: calls.append(1) or original(self, *args, **kwargs)  # noqa: E731
     monkeypatch.setattr(HieraBlock, "_attention_residual", spy)
     with torch.inference_mode():
         got = model(x)
@@ -67,12 +67,21 @@ def test_chunked_inference_without_bands_is_the_same():
 
 @pytest.mark.parametrize(
     "dim, dim_out, window, size, q_stride",
-    [(192, 192, 14, 32, None), (192, 384, 14, 32, (2, 2)), (384, 384, 7, 16, None), (96, 96, 5, 8, None)],
+    [
+        (192, 192, 14, 32, None),
+        (192, 384, 14, 32, (2, 2)),
+        (384, 384, 7, 16, None),
+        (384, 384, 7, 8, None),  # kept queries per window: 49, 7, 7 and 1 (SDPA rounds blocks of 1-3 apart)
+        (96, 96, 5, 8, None),
+        (192, 192, 14, 66, None),  # +12% padding
+        (96, 192, 8, 66, (2, 2)),  # pooled: 16, 4, 4 and 1 kept queries per window
+    ],
 )
-def test_real_token_projection_matches_padded_windows(dim, dim_out, window, size, q_stride):
-    """Maps that windows tile badly project only their real tokens and pad the projection with the bias. The
-    official arithmetic, row by row: the same bits as projecting the zero-padded windows (SAM 2 widths, where
-    the GEMM path taken depends on the operands' layout)."""
+def test_padded_windows_inference_matches_plain_path(dim, dim_out, window, size, q_stride):
+    """Inference on maps that windows do not tile projects only the real tokens, pads the projection with the
+    bias and computes only the kept queries. The official arithmetic, row by row: the same bits as the plain path
+    (SAM 2 widths, where the GEMM path taken depends on the operands' layout and SDPA rounds blocks of 1 to 3
+    query rows differently)."""
     torch.manual_seed(0)
     block = HieraBlock(dim, dim_out, num_heads=2, window_size=window, q_stride=q_stride).eval()
     with torch.no_grad():
@@ -81,11 +90,16 @@ def test_real_token_projection_matches_padded_windows(dim, dim_out, window, size
     x = torch.randn(2, size, size, dim)
     with torch.enable_grad():
         expected = block(x)  # the plain path
-    projected = []
+    projected, cropped = [], []
     block.attn.qkv.register_forward_hook(lambda module, args, out: projected.append(tuple(args[0].shape)))
+    original = block.attn.attend_cropped
+    block.attn.attend_cropped = lambda *args: cropped.append(1) or original(*args)
     with torch.inference_mode():
         got = block(x)
-    assert projected == [(2, size, size, dim)], "the real tokens were not projected as one map"
+    assert cropped, "the cropped-queries path did not run"
+    # (the larger maps run in bands of window rows)
+    assert sum(shape[1] for shape in projected) == size, "the real tokens were not projected unpadded"
+    assert all(shape[2] == size for shape in projected), "the real tokens were not projected unpadded"
     assert torch.equal(got, expected), f"max |diff| {(got - expected).abs().max().item():.2e}"
 
 

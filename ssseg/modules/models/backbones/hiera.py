@@ -39,27 +39,44 @@ def partition_windows(
     ``C``-vector ``fill`` at every padded position when it is given.
 
     Returns:
-        windows: ``(B * num_windows) x window_size x window_size x C``, windows in row-major order per image.
+        windows: ``(B * num_windows) x window_size x window_size x C``, contiguous, windows in row-major order per
+            image.
         (Hp, Wp): the padded height and width.
     """
     b, h, w, c = x.shape
-    pad_h = -h % window_size
-    pad_w = -w % window_size
-    if (pad_h or pad_w) and fill is None:
-        # F.pad pads the last dimensions first: (C: none, W: right, H: bottom).
-        x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
-    elif pad_h or pad_w:
-        padded = x.new_empty(b, h + pad_h, w + pad_w, c)
-        padded[:, :h, :w] = x
-        padded[:, h:] = fill
-        padded[:, :h, w:] = fill
-        x = padded
-    hp, wp = h + pad_h, w + pad_w
-    x = x.view(b, hp // window_size, window_size, wp // window_size, window_size, c)
-    # Always a contiguous copy (reshape alone gives a strided view when there is a single row of windows): Linear
+    ws = window_size
+    if h % ws == 0 and w % ws == 0:  # no padding: one permuting copy, which reads strided and writes in order
+        windows = x.view(b, h // ws, ws, w // ws, ws, c).permute(0, 1, 3, 2, 4, 5).contiguous()
+        return windows.view(-1, ws, ws, c), (h, w)
+    whole_h, whole_w = h // ws, w // ws  # windows without padding, per column / row
+    rest_h, rest_w = h - whole_h * ws, w - whole_w * ws  # real rows / columns of the padded last window
+    grid_h, grid_w = whole_h + (rest_h > 0), whole_w + (rest_w > 0)
+    # Written in place through a view of the windows as the padded map (B x grid_h x ws x grid_w x ws x C): one
+    # pass over the memory, where padding a copy of the map and then permuting it takes three. Always a fresh
+    # contiguous tensor, also with a single row of windows, where a reshape would give a strided view: Linear
     # takes another GEMM path on strided input, and its rounding would then depend on the map's height.
-    windows = x.permute(0, 1, 3, 2, 4, 5).contiguous().view(-1, window_size, window_size, c)
-    return windows, (hp, wp)
+    windows = x.new_empty(b, grid_h, grid_w, ws, ws, c)
+    padded = windows.permute(0, 1, 3, 2, 4, 5)
+    parts_h = ([(slice(0, whole_h), slice(None), slice(0, whole_h * ws))] if whole_h else []) + (
+        [(whole_h, slice(0, rest_h), slice(whole_h * ws, h))] if rest_h else []
+    )
+    parts_w = ([(slice(0, whole_w), slice(None), slice(0, whole_w * ws))] if whole_w else []) + (
+        [(whole_w, slice(0, rest_w), slice(whole_w * ws, w))] if rest_w else []
+    )
+    for grid_i, rows, src_rows in parts_h:
+        for grid_j, cols, src_cols in parts_w:
+            part = x[:, src_rows, src_cols]
+            if isinstance(grid_i, slice):  # whole windows: split the rows into (window, row in window)
+                part = part.unflatten(1, (-1, ws))
+            if isinstance(grid_j, slice):
+                part = part.unflatten(part.dim() - 2, (-1, ws))
+            padded[:, grid_i, rows, grid_j, cols].copy_(part)
+    value = 0.0 if fill is None else fill
+    if rest_h:
+        padded[:, whole_h, rest_h:] = value
+    if rest_w:
+        padded[:, :, :, whole_w, rest_w:] = value
+    return windows.view(-1, ws, ws, c), (grid_h * ws, grid_w * ws)
 
 
 def merge_windows(
@@ -169,6 +186,52 @@ class HieraAttention(nn.Module):
         out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
         return out.transpose(1, 2).reshape(b, h, w, -1)
 
+    def attend_cropped(
+        self, windows: torch.Tensor, window_size: int, padded_hw: Tuple[int, int], out_hw: Tuple[int, int]
+    ) -> torch.Tensor:
+        """:meth:`attend` on padded windows, merged and cropped: ``(B * num_windows) x ws x ws x 3*dim_out`` ->
+        a contiguous ``B x H' x W' x dim_out``, where ``H' x W'`` (``out_hw``) is the top-left part of the merged
+        output that is kept.
+
+        Only the queries that survive the crop are computed; keys and values are the whole padded windows. Each
+        query row of attention is computed on its own (the same bits whatever the other rows are), so this equals
+        cropping :meth:`attend`'s merged output, with up to 42% less attention work on maps that windows tile
+        badly. SDPA runs once per group of windows with the same kept extent, per window row and image.
+        """
+        num_windows = windows.shape[0]
+        grid_h, grid_w = padded_hw[0] // window_size, padded_hw[1] // window_size
+        b = num_windows // (grid_h * grid_w)
+        qkv = windows.reshape(num_windows, window_size * window_size, 3, self.num_heads, -1)
+        q, k, v = qkv.unbind(2)
+        k, v = k.transpose(1, 2), v.transpose(1, 2)  # num_windows x heads x L x head_dim views
+        q = q.reshape(num_windows, window_size, window_size, -1)
+        if self.q_stride is not None:
+            q = max_pool_channels_last(q, self.q_stride)
+        q_size = q.shape[1]  # window side after pooling
+        out_h, out_w = out_hw
+        full_cols = min(grid_w, out_w // q_size)  # windows whose queries are all kept, column-wise
+        col_groups = [(0, full_cols, q_size), (full_cols, full_cols + 1, out_w - full_cols * q_size)]
+        out = q.new_empty(b, out_h, out_w, self.dim_out)
+        for image in range(b):
+            for row in range(min(grid_h, -(-out_h // q_size))):
+                top = row * q_size
+                rows = min(q_size, out_h - top)
+                first = (image * grid_h + row) * grid_w
+                for start, stop, cols in col_groups:
+                    if stop <= start or cols <= 0:
+                        continue
+                    n, kept = stop - start, rows * cols
+                    group = slice(first + start, first + stop)
+                    # SDPA computes query rows in blocks, and a block of fewer than 4 rows rounds differently:
+                    # whole multiples of 4 (padded with zero queries) keep every row in a block like the official.
+                    q_kept = q.new_zeros(n, -(-kept // 4) * 4, self.num_heads, q.shape[-1] // self.num_heads)
+                    q_kept[:, :kept].view(n, rows, cols, -1).copy_(q[group, :rows, :cols])
+                    attended = F.scaled_dot_product_attention(q_kept.transpose(1, 2), k[group], v[group])
+                    attended = attended[:, :, :kept].unflatten(2, (rows, cols))  # n x heads x rows x cols x hd
+                    target = out[image, top : top + rows, start * q_size : start * q_size + n * cols]
+                    target.view(rows, n, cols, self.num_heads, -1).copy_(attended.permute(2, 0, 3, 1, 4))
+        return out
+
 
 class HieraBlock(nn.Module):
     """Pre-norm transformer block of Hiera on a ``B x H x W x dim`` map -> ``B x H' x W' x dim_out``.
@@ -224,31 +287,28 @@ class HieraBlock(nn.Module):
         ws = self.window_size
         stride = self.q_stride[0] if self.q_stride is not None else 1
         rows = ws * max(1, CHUNK_TOKENS // (ws * w)) if ws > 0 else h
-        # Maps that windows tile badly (32 x 32 tokens in 14 x 14 windows: +72% padding) project only their real
-        # tokens, see _attention_residual: 7-18% faster blocks, measured. At +20% (64 x 64) the gain is lost to
-        # copying the wider projection.
-        real_tokens_only = ws > 0 and -(-h // ws) * -(-w // ws) * ws * ws >= 1.4 * h * w
         if rows >= h or ws % stride != 0:  # (a window that pooling does not tile would straddle two bands)
-            x = self._attention_residual(x, real_tokens_only)
+            x = self._attention_residual(x, inference=True)
             self._mlp_residual_(x)
             return x
         out = None
         for top in range(0, h, rows):
-            band = self._attention_residual(x[:, top : top + rows], real_tokens_only)
+            band = self._attention_residual(x[:, top : top + rows], inference=True)
             self._mlp_residual_(band)
             if out is None:
                 out = band.new_empty(b, h // stride, band.shape[2], band.shape[3])
             out[:, top // stride : top // stride + band.shape[1]] = band
         return out
 
-    def _attention_residual(self, x: torch.Tensor, real_tokens_only: bool = False) -> torch.Tensor:
+    def _attention_residual(self, x: torch.Tensor, inference: bool = False) -> torch.Tensor:
         """``shortcut + attention(norm1(x))``, a new ``B x H' x W' x dim_out`` tensor.
 
-        With ``real_tokens_only``, windows that need padding get it after the q/k/v projection instead of
-        before: the padding is zeros, whose projection is exactly the bias, so only the real tokens are projected
-        (in and out) and the projection is padded with the bias. Each real token's row goes through the same
-        products as before, and the attention sees the same padded windows: the same numbers, with up to 40% less
-        projection work but more copying (the padded projection is three times as wide as the input).
+        In ``inference``, windows that need padding get it after the q/k/v projection instead of before: the
+        padding is zeros, whose projection is exactly the bias, so only the real tokens are projected and the
+        projection is padded with the bias. Attention then runs for the kept queries only (see
+        :meth:`HieraAttention.attend_cropped`) over the whole padded windows, and ``proj`` on the kept tokens
+        only. Each token's row goes through the same products as in the plain path: the same numbers, with less
+        work (32 x 32 tokens in 14 x 14 windows, stage 3 at image_size 512, are 72% padding; 64 x 64 are 20%).
         """
         normed = self.norm1(x)
         shortcut = x
@@ -260,23 +320,18 @@ class HieraBlock(nn.Module):
         ws = self.window_size
         if ws == 0:
             return shortcut + drop_path(self.attn(normed), self.drop_path_prob, self.training)
-        real_tokens_only = real_tokens_only and (x.shape[1] % ws != 0 or x.shape[2] % ws != 0)
-        if real_tokens_only:
-            windows, padded_hw = partition_windows(self.attn.qkv(normed), ws, fill=self.attn.qkv.bias)
-            attended = self.attn.attend(windows)
-        else:
-            windows, padded_hw = partition_windows(normed, ws)
-            attended = self.attn(windows)
+        if inference and (x.shape[1] % ws != 0 or x.shape[2] % ws != 0):
+            qkv, padded_hw = partition_windows(self.attn.qkv(normed), ws, fill=self.attn.qkv.bias)
+            attended = self.attn.attend_cropped(qkv, ws, padded_hw, shortcut.shape[1:3])
+            return shortcut + self.attn.proj(attended)
+        windows, padded_hw = partition_windows(normed, ws)
+        attended = self.attn(windows)
         if self.q_stride is not None:
             # Every window had its queries pooled, so the windows shrink while the window grid stays. Sizing
             # the merged map from that grid (not from the pooled shortcut) also holds for odd token counts.
             pooled_ws = ws // self.q_stride[0]
             padded_hw = (padded_hw[0] // ws * pooled_ws, padded_hw[1] // ws * pooled_ws)
             ws = pooled_ws
-        if real_tokens_only:
-            # (contiguous first: Linear on the strided crop takes another GEMM path, which rounds differently)
-            merged = merge_windows(attended, ws, padded_hw, shortcut.shape[1:3]).contiguous()
-            return shortcut + self.attn.proj(merged)
         return self._add_windows(shortcut, attended, ws, padded_hw)
 
     def _mlp_residual_(self, x: torch.Tensor) -> None:
