@@ -222,7 +222,7 @@ class HieraAttention(nn.Module):
                         continue
                     n, kept = stop - start, rows * cols
                     group = slice(first + start, first + stop)
-                    # SDPA computes query rows in blocks, and a block of fewer than 4 rows rounds differently:
+                    # SDPA computes query rows in blocks, and a last block of 1-3 rows rounds differently:
                     # whole multiples of 4 (padded with zero queries) keep every row in a block like the official.
                     q_kept = q.new_zeros(n, -(-kept // 4) * 4, self.num_heads, q.shape[-1] // self.num_heads)
                     q_kept[:, :kept].view(n, rows, cols, -1).copy_(q[group, :rows, :cols])
