@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import torch
 
 from ssseg.configs.samv2 import loadconfigfile
-from ssseg.modules.models.segmentors.samv2.video import jpeg_frame_paths
+from ssseg.modules.models.segmentors.samv2.framereaders import jpeg_frame_paths
 
 # --model name -> the predictors' use_default_* flag that selects it
 MODEL_FLAGS = {

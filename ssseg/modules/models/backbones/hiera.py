@@ -15,7 +15,7 @@ on the last axis; only the patch embedding and the outputs are channels-first.
 Module attribute names reproduce the keys of the official checkpoints (``trunk.*`` of a SAM 2 state dict).
 """
 
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -48,8 +48,8 @@ def partition_windows(
     if h % ws == 0 and w % ws == 0:  # no padding: one permuting copy, which reads strided and writes in order
         windows = x.view(b, h // ws, ws, w // ws, ws, c).permute(0, 1, 3, 2, 4, 5).contiguous()
         return windows.view(-1, ws, ws, c), (h, w)
-    whole_h, whole_w = h // ws, w // ws  # windows without padding, per column / row
-    rest_h, rest_w = h - whole_h * ws, w - whole_w * ws  # real rows / columns of the padded last window
+    whole_h, rest_h = divmod(h, ws)  # windows without padding per column; real rows of the padded last one
+    whole_w, rest_w = divmod(w, ws)
     grid_h, grid_w = whole_h + (rest_h > 0), whole_w + (rest_w > 0)
     # Written in place through a view of the windows as the padded map (B x grid_h x ws x grid_w x ws x C): one
     # pass over the memory, where padding a copy of the map and then permuting it takes three. Always a fresh
@@ -57,14 +57,8 @@ def partition_windows(
     # takes another GEMM path on strided input, and its rounding would then depend on the map's height.
     windows = x.new_empty(b, grid_h, grid_w, ws, ws, c)
     padded = windows.permute(0, 1, 3, 2, 4, 5)
-    parts_h = ([(slice(0, whole_h), slice(None), slice(0, whole_h * ws))] if whole_h else []) + (
-        [(whole_h, slice(0, rest_h), slice(whole_h * ws, h))] if rest_h else []
-    )
-    parts_w = ([(slice(0, whole_w), slice(None), slice(0, whole_w * ws))] if whole_w else []) + (
-        [(whole_w, slice(0, rest_w), slice(whole_w * ws, w))] if rest_w else []
-    )
-    for grid_i, rows, src_rows in parts_h:
-        for grid_j, cols, src_cols in parts_w:
+    for grid_i, rows, src_rows in _window_parts(h, ws):
+        for grid_j, cols, src_cols in _window_parts(w, ws):
             part = x[:, src_rows, src_cols]
             if isinstance(grid_i, slice):  # whole windows: split the rows into (window, row in window)
                 part = part.unflatten(1, (-1, ws))
@@ -77,6 +71,18 @@ def partition_windows(
     if rest_w:
         padded[:, :, :, whole_w, rest_w:] = value
     return windows.view(-1, ws, ws, c), (grid_h * ws, grid_w * ws)
+
+
+def _window_parts(size: int, window_size: int) -> List[Tuple[Union[slice, int], slice, slice]]:
+    """Along one axis of ``size`` tokens: ``(windows, positions in the window, source tokens)`` for the whole
+    windows (a slice of windows), then for the padded last window (its index) if there is one."""
+    whole, rest = divmod(size, window_size)
+    parts: List[Tuple[Union[slice, int], slice, slice]] = []
+    if whole:
+        parts.append((slice(0, whole), slice(None), slice(0, whole * window_size)))
+    if rest:
+        parts.append((whole, slice(0, rest), slice(whole * window_size, size)))
+    return parts
 
 
 def merge_windows(
