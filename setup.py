@@ -68,6 +68,21 @@ def read_long_description() -> str:
 
 EXT_MODULES, CMDCLASS = samv2_extension()
 
+# Optional applications: each is imported only where it is used, and a missing one names its extra.
+APP_EXTRAS = {
+    "serve": ["fastapi>=0.110", "uvicorn>=0.29", "python-multipart>=0.0.9"],  # ssseg-samv2 serve
+    "ray": ["ray[data]>=2.40"],  # --engine ray
+    "onnx": ["onnx>=1.16", "onnxruntime>=1.18", "onnxscript>=0.1"],  # ssseg-samv2 export, onnxdir=
+}
+EXTRAS = {
+    **APP_EXTRAS,
+    "coco": ["pycocotools"],
+    # sam2 is only the reference the tests compare against; never imported by ssseg itself. httpx drives the API
+    # tests, playwright a real (Debian) Chromium for the web app's browser tests.
+    "test": ["pytest", "sam2==1.1.0", "ruff", "hypothesis", "httpx", "playwright"]
+    + [req for reqs in APP_EXTRAS.values() for req in reqs],
+}
+
 setup(
     name="ssseg",
     version=read_version(),
@@ -79,11 +94,7 @@ setup(
     # The configs are Python modules of the ssseg.configs packages; the CUDA sources ship for source builds.
     package_data={"ssseg.modules.models.segmentors.samv2": ["csrc/*.cu", "csrc/*.cpp"]},
     install_requires=read_requirements("requirements.txt"),
-    extras_require={
-        # sam2 is only the reference the tests compare against; never imported by ssseg itself.
-        "test": ["pytest", "sam2==1.1.0", "ruff"],
-        "coco": ["pycocotools"],
-    },
+    extras_require=EXTRAS,
     entry_points={"console_scripts": ["ssseg-samv2=ssseg.samv2.cli:main"]},
     ext_modules=EXT_MODULES,
     cmdclass=CMDCLASS,
