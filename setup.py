@@ -92,7 +92,10 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["ssseg", "ssseg.*"]),
     # The configs are Python modules of the ssseg.configs packages; the CUDA sources ship for source builds.
-    package_data={"ssseg.modules.models.segmentors.samv2": ["csrc/*.cu", "csrc/*.cpp"]},
+    package_data={
+        "ssseg.modules.models.segmentors.samv2": ["csrc/*.cu", "csrc/*.cpp"],
+        "ssseg.samv2": ["server/static/*"],  # the web app of `ssseg-samv2 serve` (plain HTML/CSS/JS)
+    },
     install_requires=read_requirements("requirements.txt"),
     extras_require=EXTRAS,
     entry_points={"console_scripts": ["ssseg-samv2=ssseg.samv2.cli:main"]},

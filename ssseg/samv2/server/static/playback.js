@@ -1,0 +1,110 @@
+// Videos: playing the frames and tracking the objects through them (an NDJSON stream with a progress bar).
+
+import { ApiError, errorMessage } from "./api.js";
+import { $, api, hooks, idle, setMasks, state } from "./state.js";
+import * as ui from "./ui.js";
+import { framesToTrack } from "./video.js";
+
+const PLAY_FPS = 12;
+
+export function togglePlay() {
+  if (!state.session || state.session.kind !== "video") return;
+  if (state.playing) stopPlaying();
+  else play();
+}
+
+export function stopPlaying() {
+  state.playing = false;
+  $("play").textContent = "▶";
+  $("play").title = "Play (Space)";
+}
+
+async function play() {
+  const s = state.session;
+  state.playing = true;
+  $("play").textContent = "⏸";
+  $("play").title = "Pause (Space)";
+  if (state.frame >= s.numFrames - 1) await hooks.showFrame(0);
+  while (state.playing && state.session === s && state.frame < s.numFrames - 1) {
+    const started = performance.now();
+    await hooks.showFrame(state.frame + 1);
+    const wait = 1000 / PLAY_FPS - (performance.now() - started);
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+  }
+  stopPlaying();
+}
+
+export async function track() {
+  const s = state.session;
+  if (!s || s.kind !== "video" || state.tracking) return;
+  if (!state.prompts.size) {
+    ui.toast("Click on an object first, then track.", "info");
+    return;
+  }
+  stopPlaying();
+  await idle(); // the prompts sent so far are in
+  const direction = $("direction").value;
+  const start = state.frame;
+  const total = framesToTrack(s.numFrames, start, direction);
+  const controller = new AbortController();
+  const version = state.version;
+  state.tracking = { controller, seen: new Set(), total };
+  setTrackingUi(true);
+  progress(0, total);
+  let showing = false;
+  try {
+    let done = null;
+    for await (const message of api.propagate(s.id, { start_frame: start, direction, max_frames: null }, controller.signal)) {
+      if (message.error || message.detail) throw new ApiError(message.status || 500, errorMessage(message));
+      if (message.done) {
+        done = message;
+        break;
+      }
+      setMasks(message.frame, message.objects || [], true, version);
+      state.tracking.seen.add(message.frame);
+      progress(state.tracking.seen.size, total);
+      if ($("follow").checked && !showing) {
+        showing = true;
+        hooks.showFrame(message.frame).finally(() => (showing = false));
+      } else if (message.frame === state.frame) hooks.refresh();
+      else hooks.renderTimeline();
+    }
+    if (!done) throw new ApiError(0, "the tracking stream ended early");
+    state.dirty = true;
+    ui.toast(done.cancelled ? `Tracking cancelled after ${done.frames} frames` : `Tracked ${done.frames} frames`);
+  } catch (error) {
+    if (error.name === "AbortError") ui.toast("Tracking stopped", "info");
+    else ui.showError(error, "Tracking failed");
+  } finally {
+    if (state.session === s) {
+      state.tracking = null;
+      setTrackingUi(false);
+      hooks.refresh();
+    }
+  }
+}
+
+export async function cancelTracking() {
+  const tracking = state.tracking;
+  if (!tracking) return;
+  $("cancel").disabled = true;
+  try {
+    await api.cancel(state.session.id);
+  } catch {
+    tracking.controller.abort(); // the server also cancels when the client goes away
+  }
+}
+
+function setTrackingUi(on) {
+  document.body.classList.toggle("tracking", on);
+  $("track").disabled = on;
+  $("cancel").hidden = !on;
+  $("cancel").disabled = false;
+  $("progress").hidden = !on;
+}
+
+function progress(count, total) {
+  const f = total ? Math.min(1, count / total) : 0;
+  $("progress").querySelector(".bar").style.width = `${(100 * f).toFixed(1)}%`;
+  $("progress").querySelector(".label").textContent = `${count} / ${total}`;
+}
