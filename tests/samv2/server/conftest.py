@@ -1,6 +1,9 @@
 """Fixtures of the server tests: apps around the tiny random-weight model, and inputs made in code."""
 
+import contextlib
 import io
+import threading
+import time
 import zipfile
 from typing import List
 
@@ -87,3 +90,23 @@ def small_image() -> np.ndarray:
 def open_image(client, image: np.ndarray, name: str = "image.png") -> dict:
     response = expect(client.post("/api/sessions", files={"file": (name, png_bytes(image), "image/png")}), 201)
     return response.json()
+
+
+@contextlib.contextmanager
+def serve_in_thread(app):
+    """Run ``app`` on a real uvicorn server on a free 127.0.0.1 port in a thread; yields its base URL."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not (server.started and server.servers):
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start within 30 s"
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
