@@ -278,5 +278,5 @@ def list_data_dir(data_root: Optional[str], relative: str) -> Dict[str, Any]:
         rel = f"{relative}/{name}" if relative else name
         size = 0 if os.path.isdir(real) else os.path.getsize(real)
         entries.append({"name": name, "path": rel, "type": kind, "size": size})
-    entries.sort(key=lambda e: (e["type"] != "dir", e["name"]))
+    entries.sort(key=lambda e: (e["type"] not in ("dir", "frames"), e["name"]))  # folders first
     return {"dir": relative, "entries": entries}
