@@ -414,7 +414,9 @@ function wire() {
 async function start() {
   Object.assign(hooks, { viewer, refresh, showFrame, newObject, renderTimeline });
   wire();
+  stopPlaying(); // sets the play button
   document.body.dataset.pending = "0";
+  document.body.dataset.ready = "1"; // wired (the health check below may still wait for a token)
   try {
     const health = await api.health();
     $("server-info").textContent = [health.model, health.device].filter(Boolean).join(" · ");
@@ -422,7 +424,6 @@ async function start() {
   } catch (error) {
     ui.showError(error, "Server not ready");
   }
-  document.body.dataset.ready = "1";
 }
 
 start();

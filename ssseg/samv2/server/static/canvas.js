@@ -198,6 +198,8 @@ export class Viewer {
     ctx.imageSmoothingEnabled = this.scale < 2;
     ctx.imageSmoothingQuality = "high";
     ctx.drawImage(this.image, 0, 0);
+    // Where the image is, in canvas pixels (scale, left, top): lets tests map image pixels to the canvas.
+    canvas.dataset.view = `${this.scale},${this.offsetX},${this.offsetY}`;
     if (this.extra) ctx.drawImage(this.extra, 0, 0);
     if (this.overlay) ctx.drawImage(this.overlay, 0, 0);
     ctx.setTransform(1, 0, 0, 1, 0, 0);

@@ -13,16 +13,19 @@ export function togglePlay() {
   else play();
 }
 
+const PLAY_ICON = '<svg viewBox="0 0 16 16" aria-hidden="true"><path d="M4 2v12l10-6z"/></svg>';
+const PAUSE_ICON = '<svg viewBox="0 0 16 16" aria-hidden="true"><path d="M3 2h4v12H3zM9 2h4v12H9z"/></svg>';
+
 export function stopPlaying() {
   state.playing = false;
-  $("play").textContent = "▶";
+  $("play").innerHTML = PLAY_ICON;
   $("play").title = "Play (Space)";
 }
 
 async function play() {
   const s = state.session;
   state.playing = true;
-  $("play").textContent = "⏸";
+  $("play").innerHTML = PAUSE_ICON;
   $("play").title = "Pause (Space)";
   if (state.frame >= s.numFrames - 1) await hooks.showFrame(0);
   while (state.playing && state.session === s && state.frame < s.numFrames - 1) {

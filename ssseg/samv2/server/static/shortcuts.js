@@ -17,7 +17,7 @@ export const SHORTCUTS = [
   ["M", "Hide / show all masks", (e) => key(e, "m"), "toggleMasks"],
   ["E", "Segment everything (images)", (e) => key(e, "e") && !e.shiftKey, "everything"],
   ["Shift+E", "Clear the segment-everything masks", (e) => key(e, "e") && e.shiftKey, "clearEverything"],
-  ["← / → (A / D)", "Previous / next frame (Shift: 10 frames)", (e) => arrow(e) !== 0, "step"],
+  ["← / → / A / D", "Previous / next frame (Shift: 10 frames)", (e) => arrow(e) !== 0, "step"],
   ["Home / End", "First / last frame", (e) => e.key === "Home" || e.key === "End", "jump"],
   ["Space", "Play / pause", (e) => e.key === " ", "togglePlay"],
   ["T", "Track the objects through the video from this frame", (e) => key(e, "t"), "track"],

@@ -10,7 +10,13 @@ export async function everything() {
   if (!s || s.kind !== "image") return;
   $("everything").disabled = true;
   try {
-    const answer = await enqueue(() => busy(api.everything(s.id, {})));
+    const options = {
+      points_per_side: Number($("amg-points").value),
+      pred_iou_thresh: Number($("amg-iou").value),
+      stability_score_thresh: Number($("amg-stability").value),
+      min_mask_region_area: Number($("amg-min-area").value),
+    };
+    const answer = await enqueue(() => busy(api.everything(s.id, options)));
     const annotations = answer.annotations || [];
     const layers = annotations.map((a, i) => ({
       mask: decodeRle(a.segmentation),
