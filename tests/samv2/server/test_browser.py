@@ -7,11 +7,10 @@ opened and decoded, errors appear as messages on the page.
 """
 
 import base64
+import contextlib
 import io
 import json
 import os
-import threading
-import time
 import zipfile
 
 import cv2
@@ -22,6 +21,7 @@ from PIL import Image
 
 from ssseg.modules.models.segmentors.samv2.masks import coco_encode_rle, decode_rle, mask_to_rle
 from tests.conftest import make_test_image
+from tests.samv2.server.conftest import png_bytes, serve_in_thread
 
 pytest.importorskip("fastapi")
 
@@ -36,31 +36,17 @@ OBJECT_1_RGB = (255, 87, 51)  # overlay.js PALETTE[0]
 
 @pytest.fixture(scope="module")
 def serve(small_model, tmp_path_factory):
-    """``serve(**create_app_options) -> base URL`` of a real uvicorn server on a free 127.0.0.1 port."""
-    import uvicorn
-
+    """``serve(**create_app_options) -> base URL`` of a real uvicorn server on a free 127.0.0.1 port (module-wide)."""
     from ssseg.samv2.server import create_app
 
-    running = []
+    with contextlib.ExitStack() as stack:
 
-    def start(**options):
-        workdir = tmp_path_factory.mktemp("browser_server")
-        app = create_app(small_model, model_name="small", workdir=str(workdir), **options)
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "the uvicorn server did not start"
-            time.sleep(0.02)
-        running.append((server, thread))
-        port = server.servers[0].sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}/"
+        def start(**options):
+            workdir = tmp_path_factory.mktemp("browser_server")
+            app = create_app(small_model, model_name="small", workdir=str(workdir), **options)
+            return stack.enter_context(serve_in_thread(app)) + "/"
 
-    yield start
-    for server, thread in running:
-        server.should_exit = True
-        thread.join(timeout=10)
+        yield start
 
 
 @pytest.fixture(scope="module")
@@ -99,12 +85,6 @@ def open_page(page, url):
 
 
 # ---------------------------------------------------------------------------------------------- inputs and helpers
-
-
-def png_bytes(image: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, "PNG")
-    return buffer.getvalue()
 
 
 def mp4_bytes(frames, path) -> bytes:
