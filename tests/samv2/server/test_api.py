@@ -290,3 +290,33 @@ def test_video_errors_and_clearing(client, clip):
     lines = client.post(f"/api/sessions/{sid}/propagate", json={"direction": "forward", "max_frames": 2}).text
     frames = [json.loads(line).get("frame") for line in lines.splitlines()]
     assert frames == [1, 2, 3, None], f"forward max_frames=2 tracked {frames}"
+
+
+def write_mp4(path, frames) -> None:
+    import cv2
+
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (width, height))
+    assert writer.isOpened(), "OpenCV cannot write mp4v here"
+    for frame in frames:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+
+
+def test_video_file_upload_and_data_root(make_client, clip, tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    write_mp4(root / "clip.mp4", clip[:4])
+    client = make_client(data_root=str(root))
+    with open(root / "clip.mp4", "rb") as handle:
+        uploaded = expect(client.post("/api/sessions", files={"file": ("movie.bin", handle.read())}), 201).json()
+    by_path = expect(client.post("/api/sessions", json={"path": "clip.mp4"}), 201).json()
+    for created in (uploaded, by_path):
+        assert (created["kind"], created["num_frames"], created["width"], created["height"]) == ("video", 4, 96, 64)
+        sid = created["session_id"]
+        frame = expect(client.get(f"/api/sessions/{sid}/frames/3"), 200)
+        assert Image.open(io.BytesIO(frame.content)).size == (96, 64), "frame 3 of the mp4"
+        body = {"frame": 3, "object_id": 1, "points": [[40, 30]], "labels": [1]}
+        assert expect(client.post(f"/api/sessions/{sid}/prompts", json=body), 200).json()["objects"][0]["area"] > 0
+    listing = expect(client.get("/api/files"), 200).json()["entries"]
+    assert listing == [{"name": "clip.mp4", "path": "clip.mp4", "type": "video", "size": listing[0]["size"]}], listing

@@ -89,4 +89,12 @@ def test_propagation_does_not_block_and_stops(small_model, small_image, long_cli
         wait_idle(http, fresh)
         done = tracked_frames(http, fresh)
         assert len(done) < NUM_FRAMES, f"tracking went on to every frame after the client left: {done}"
-        check(http.delete(f"/api/sessions/{fresh}"), 204)
+
+        # deleting a session mid-propagation stops it and ends the stream
+        with http.stream("POST", f"/api/sessions/{fresh}/propagate", json={"start_frame": 0}) as response:
+            lines = response.iter_lines()
+            assert json.loads(next(lines))["frame"] == 0, "first streamed line"
+            check(http.delete(f"/api/sessions/{fresh}"), 204)
+            rest = [json.loads(line) for line in lines]
+        assert rest and rest[-1]["done"] and rest[-1]["cancelled"], f"stream after delete: {rest[-3:]}"
+        check(http.get(f"/api/sessions/{fresh}"), 404)
