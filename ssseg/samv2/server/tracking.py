@@ -10,6 +10,7 @@ the session, and when the response ends early because the client went away. The 
 import asyncio
 import json
 import logging
+import time
 from typing import Any, AsyncIterator, Dict, Optional
 
 from ssseg.samv2.server.engine import record_frame
@@ -94,6 +95,7 @@ async def _produce(session, predictor, runner, body: Propagate, generator, propa
         queue.put_nowait(error_body(500, message))
     finally:
         session.propagation = None
+        session.last_used = time.time()  # a long propagation is activity: the TTL counts from its end
         queue.put_nowait(None)
 
 
