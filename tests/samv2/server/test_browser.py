@@ -284,6 +284,12 @@ def test_video_click_track_later_frame_correct_export(page, base_url, tmp_path):
     frames = [np.ascontiguousarray(base[:, 4 * t : 4 * t + 160]) for t in range(6)]
     upload(page, "clip.mp4", "video/mp4", mp4_bytes(frames, tmp_path / "clip.mp4"), "video")
     assert page.inner_text("#frame-label") == "1 / 6", f"frame label {page.inner_text('#frame-label')!r}"
+    page.keyboard.press("Space")  # play to the end, then back to the first frame
+    page.wait_for_function("document.getElementById('frame-label').textContent === '6 / 6'")
+    page.wait_for_selector("#play[title='Play (Space)']")  # stopped at the end
+    page.keyboard.press("Home")
+    page.wait_for_function("document.getElementById('frame-label').textContent === '1 / 6'")
+    settle(page)
     empty0, view = canvas(page)
 
     with page.expect_response(is_prompt_post) as answer:
@@ -398,3 +404,59 @@ def test_token_asked_once_and_sent(page, serve):
         upload(page, "scene.png", "image/png", png_bytes(make_test_image(60, 80, seed=1)), "image")
     assert request.value.headers.get("authorization") == "Bearer s3cret", "the upload did not carry the token"
     assert page.is_hidden("#modal"), "the token dialog came back after the right token"
+
+
+def test_objects_add_rename_remove(page, base_url):
+    """Two objects drawn together; the second renamed (its COCO category); the first removed (its mask goes)."""
+    open_page(page, base_url)
+    upload(page, "scene.png", "image/png", png_bytes(make_test_image(180, 240, seed=5)), "image")
+    empty, view = canvas(page)
+    with page.expect_response(is_prompt_post):
+        click_image(page, view, 60, 45)
+    page.keyboard.press("n")
+    with page.expect_response(is_prompt_post) as answer:
+        click_image(page, view, 180, 135)
+    assert answer.value.request.post_data_json["object_id"] == 2, "N did not start object 2"
+    objects = answer.value.json()["objects"]
+    mask1, mask2 = api_mask(objects, 1), api_mask(objects, 2)
+    settle(page)
+    drawn, _ = canvas(page)
+    assert_drawn(empty, drawn, view, mask1 | mask2, [(60, 45), (180, 135)], "two objects")
+    assert page.locator("#object-list .object").count() == 2, "the list does not show two objects"
+
+    page.keyboard.press("r")
+    page.fill(".dialog input", "cat")
+    with page.expect_response(lambda r: r.request.method == "PATCH") as answer:
+        page.keyboard.press("Enter")
+    assert answer.value.ok, f"rename answered {answer.value.status}"
+    assert page.inner_text("#object-list .object.selected .name") == "cat", "the new name is not in the list"
+
+    page.keyboard.press("1")
+    page.keyboard.press("Delete")
+    with page.expect_response(lambda r: r.request.method == "DELETE" and "/objects/1" in r.url) as answer:
+        page.click(".dialog button.primary")
+    assert answer.value.status == 204, f"removing object 1 answered {answer.value.status}"
+    settle(page)
+    after, _ = canvas(page)
+    assert page.locator("#object-list .object").count() == 1, "object 1 is still listed"
+    assert_drawn(empty, after, view, mask2, [(180, 135)], "after removing object 1")
+
+    with page.expect_download() as download:
+        page.click("#export-coco")
+    coco = json.loads(open(download.value.path(), "rb").read())
+    names = {c["id"]: c["name"] for c in coco["categories"]}
+    assert [names[a["category_id"]] for a in coco["annotations"]] == ["cat"], f"COCO: {coco['categories']}"
+
+
+def test_open_from_data_root(page, serve, tmp_path):
+    """ "From server…" browses --data-root: into a folder, then a click on an image opens it."""
+    (tmp_path / "pics").mkdir()
+    (tmp_path / "pics" / "scene.png").write_bytes(png_bytes(make_test_image(60, 80, seed=1)))
+    open_page(page, serve(data_root=str(tmp_path)))
+    page.wait_for_selector("#open-server", state="visible")
+    page.click("#open-server")
+    page.click(".browse-list button >> text=pics/")
+    page.wait_for_selector(".browse-path >> text=/pics")
+    page.click(".browse-list button >> text=scene.png")
+    page.wait_for_function("document.body.dataset.kind === 'image'")
+    assert "pics/scene.png" in page.inner_text("#session-name"), f"opened {page.inner_text('#session-name')!r}"

@@ -127,8 +127,17 @@ async function showFrame(t) {
   }
 }
 
+/** Frame navigation by the user pauses playback (one looks at the frame one went to). */
 function step(delta) {
-  if (state.session) showFrame(state.frame + delta);
+  if (!state.session) return;
+  stopPlaying();
+  showFrame(state.frame + delta);
+}
+
+function jump(t) {
+  if (!state.session) return;
+  stopPlaying();
+  showFrame(t);
 }
 
 function updateFrameLabel() {
@@ -192,18 +201,27 @@ function refresh() {
   updateFrameLabel();
 }
 
+let timelinePending = false;
+
+/** Repaint the timeline at the next animation frame (at most once a frame, however many masks arrive). */
 function renderTimeline() {
-  const s = state.session;
-  if (!s || s.kind !== "video") return;
-  const frames = Array.from({ length: s.numFrames }, (_, t) => {
-    const entry = state.masks.get(t);
-    return {
-      tracked: Boolean(entry && entry.objects.size),
-      stale: Boolean(entry && entry.version < state.version),
-      prompted: hasPrompts(t),
-    };
+  if (timelinePending) return;
+  timelinePending = true;
+  requestAnimationFrame(() => {
+    timelinePending = false;
+    const s = state.session;
+    if (!s || s.kind !== "video") return;
+    const prompted = new Set([...state.prompts.keys()].map((key) => Number(key.split(":")[0])));
+    const frames = Array.from({ length: s.numFrames }, (_, t) => {
+      const entry = state.masks.get(t);
+      return {
+        tracked: Boolean(entry && entry.objects.size),
+        stale: Boolean(entry && entry.version < state.version),
+        prompted: prompted.has(t),
+      };
+    });
+    paintTimeline($("timeline"), frames, state.frame);
   });
-  paintTimeline($("timeline"), frames, state.frame);
 }
 
 function renderObjects() {
@@ -355,7 +373,7 @@ const actions = {
   everything,
   clearEverything,
   step: (e) => step(arrow(e)),
-  jump: (e) => state.session && showFrame(e.key === "Home" ? 0 : state.session.numFrames - 1),
+  jump: (e) => state.session && jump(e.key === "Home" ? 0 : state.session.numFrames - 1),
   togglePlay,
   track,
   escape: () => {
@@ -388,7 +406,7 @@ function wire() {
   $("play").addEventListener("click", togglePlay);
   $("prev").addEventListener("click", () => step(-1));
   $("next").addEventListener("click", () => step(1));
-  $("slider").addEventListener("input", (e) => showFrame(Number(e.target.value)));
+  $("slider").addEventListener("input", (e) => jump(Number(e.target.value)));
   $("track").addEventListener("click", track);
   $("cancel").addEventListener("click", cancelTracking);
   window.addEventListener("resize", () => renderTimeline());

@@ -22,19 +22,24 @@ export function stopPlaying() {
   $("play").title = "Play (Space)";
 }
 
+let playRun = 0; // the current playback; an older loop still waiting on a frame sees it is stale and ends
+
 async function play() {
   const s = state.session;
+  const run = ++playRun;
   state.playing = true;
   $("play").innerHTML = PAUSE_ICON;
   $("play").title = "Pause (Space)";
-  if (state.frame >= s.numFrames - 1) await hooks.showFrame(0);
-  while (state.playing && state.session === s && state.frame < s.numFrames - 1) {
+  let t = state.frame >= s.numFrames - 1 ? -1 : state.frame;
+  const playing = () => state.playing && playRun === run && state.session === s;
+  while (playing() && t < s.numFrames - 1) {
     const started = performance.now();
-    await hooks.showFrame(state.frame + 1);
+    t += 1;
+    await hooks.showFrame(t);
     const wait = 1000 / PLAY_FPS - (performance.now() - started);
     if (wait > 0) await new Promise((r) => setTimeout(r, wait));
   }
-  stopPlaying();
+  if (playRun === run) stopPlaying();
 }
 
 export async function track() {

@@ -1,6 +1,6 @@
 // Prompts: clicks and boxes per (frame, object), their undo stack, and sending them to the server.
 
-import { ApiError } from "./api.js";
+import { stopPlaying } from "./playback.js";
 import { api, busy, enqueue, hooks, invalidate, setMasks, state } from "./state.js";
 import * as ui from "./ui.js";
 
@@ -10,6 +10,7 @@ const isEmpty = (p) => !p.points.length && !p.box;
 
 function canEdit() {
   if (!state.session) return false;
+  stopPlaying(); // a click labels the frame on screen
   if (state.tracking) {
     ui.toast("Tracking is running: wait or cancel it (Esc) before changing prompts.", "info");
     return false;

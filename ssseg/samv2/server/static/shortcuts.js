@@ -11,7 +11,7 @@ export const SHORTCUTS = [
   ["Tab / Shift+Tab", "Next / previous object", (e) => e.key === "Tab", "cycleObject"],
   ["Ctrl+Z / Z", "Undo the last click or box", (e) => key(e, "z", true), "undo"],
   ["C", "Clear the selected object's prompts on this frame", (e) => key(e, "c"), "clearPrompts"],
-  ["Delete", "Remove the selected object", (e) => e.key === "Delete", "removeObject"],
+  ["Delete / Backspace", "Remove the selected object", (e) => ["Delete", "Backspace"].includes(e.key), "removeObject"],
   ["R / F2", "Rename the selected object", (e) => key(e, "r") || e.key === "F2", "renameObject"],
   ["V", "Hide / show the selected object", (e) => key(e, "v"), "toggleVisible"],
   ["M", "Hide / show all masks", (e) => key(e, "m"), "toggleMasks"],
