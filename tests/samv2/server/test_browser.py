@@ -407,21 +407,33 @@ def test_token_asked_once_and_sent(page, serve):
 
 
 def test_objects_add_rename_remove(page, base_url):
-    """Two objects drawn together; the second renamed (its COCO category); the first removed (its mask goes)."""
+    """Two objects (a click, a dragged box) drawn together; the second renamed (its COCO category); first removed."""
     open_page(page, base_url)
     upload(page, "scene.png", "image/png", png_bytes(make_test_image(180, 240, seed=5)), "image")
     empty, view = canvas(page)
     with page.expect_response(is_prompt_post):
         click_image(page, view, 60, 45)
     page.keyboard.press("n")
-    with page.expect_response(is_prompt_post) as answer:
-        click_image(page, view, 180, 135)
-    assert answer.value.request.post_data_json["object_id"] == 2, "N did not start object 2"
+    scale, left, top = view
+    corner = page.locator("#view").bounding_box()
+    with page.expect_response(is_prompt_post) as answer:  # object 2: a box dragged from (150, 105) to (210, 165)
+        page.mouse.move(corner["x"] + 150 * scale + left, corner["y"] + 105 * scale + top)
+        page.mouse.down()
+        page.mouse.move(corner["x"] + 180 * scale + left, corner["y"] + 135 * scale + top, steps=4)
+        page.mouse.move(corner["x"] + 210 * scale + left, corner["y"] + 165 * scale + top, steps=4)
+        page.mouse.up()
+    sent = answer.value.request.post_data_json
+    assert sent["object_id"] == 2 and sent["points"] == [], f"the drag of object 2 sent {sent}"
+    assert np.allclose(sent["box"], [150, 105, 210, 165], atol=0.6) and sent["clear_old"], f"box sent: {sent}"
     objects = answer.value.json()["objects"]
     mask1, mask2 = api_mask(objects, 1), api_mask(objects, 2)
     settle(page)
     drawn, _ = canvas(page)
-    assert_drawn(empty, drawn, view, mask1 | mask2, [(60, 45), (180, 135)], "two objects")
+    # The box outline is drawn too: leave its border out of the comparison.
+    border = [(x, y) for x in range(150, 211, 3) for y in (105, 165)] + [
+        (x, y) for y in range(105, 166, 3) for x in (150, 210)
+    ]
+    assert_drawn(empty, drawn, view, mask1 | mask2, [(60, 45)] + border, "two objects")
     assert page.locator("#object-list .object").count() == 2, "the list does not show two objects"
 
     page.keyboard.press("r")
@@ -439,7 +451,7 @@ def test_objects_add_rename_remove(page, base_url):
     settle(page)
     after, _ = canvas(page)
     assert page.locator("#object-list .object").count() == 1, "object 1 is still listed"
-    assert_drawn(empty, after, view, mask2, [(180, 135)], "after removing object 1")
+    assert_drawn(empty, after, view, mask2, border, "after removing object 1")
 
     with page.expect_download() as download:
         page.click("#export-coco")
