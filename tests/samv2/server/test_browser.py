@@ -226,7 +226,7 @@ def test_image_click_shift_click_undo_export(page, base_url):
     """Click draws the API's mask; a shift-click changes it; undo returns to the first mask; COCO export decodes."""
     open_page(page, base_url)
     image = make_test_image(180, 240, seed=5)
-    upload(page, "scene.png", "image/png", png_bytes(image), "image")
+    upload(page, "resume-me.png", "image/png", png_bytes(image), "image")
     assert "240×180" in page.inner_text("#session-name"), "the session's size is not shown"
     empty, view = canvas(page)
 
@@ -275,6 +275,19 @@ def test_image_click_shift_click_undo_export(page, base_url):
     assert len(anns) == 1, f"COCO export has {len(anns)} annotations, expected the one object"
     exported = decode_rle(anns[0]["segmentation"])
     assert np.array_equal(exported, mask1), "the COCO export's mask differs from the mask on the page"
+
+    # After a reload, "Sessions…" resumes the session: its object comes back and its mask is fetched and drawn.
+    page.reload()
+    page.wait_for_selector("body[data-ready='1']")
+    page.click("#resume")
+    with page.expect_response(lambda r: r.url.endswith("/frames/0/masks")) as answer:
+        page.click(".browse-list button >> text=resume-me.png")
+    assert np.array_equal(api_mask(answer.value.json()["objects"]), mask1), "the server's mask is not the last one"
+    settle(page)
+    resumed, view2 = canvas(page)
+    assert view2 == view, "the resumed image is placed differently"
+    assert_drawn(empty, resumed, view, mask1, [(120, 90)], "after resuming")
+    assert page.locator("#object-list .object").count() == 1, "the resumed session does not list its one object"
 
 
 def test_video_click_track_later_frame_correct_export(page, base_url, tmp_path):

@@ -187,6 +187,9 @@ export class Api {
     const response = await this.fetch("GET", `/api/sessions/${id}/frames/${t}`, { signal });
     return response.blob();
   }
+  frameMasks(id, t) {
+    return this.json("GET", `/api/sessions/${id}/frames/${t}/masks`);
+  }
   prompt(id, body) {
     return this.json("POST", `/api/sessions/${id}/prompts`, { json: body });
   }

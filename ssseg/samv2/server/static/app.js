@@ -8,7 +8,7 @@ import { decodeRle } from "./rle.js";
 import { addPoint, clearPrompts, setBox, undo } from "./prompts.js";
 import { cancelTracking, stopPlaying, togglePlay, track } from "./playback.js";
 import { arrow, helpTable, installShortcuts } from "./shortcuts.js";
-import { $, api, busy, enqueue, hasPrompts, hooks, invalidate, state } from "./state.js";
+import { $, api, busy, enqueue, hasPrompts, hooks, invalidate, setMasks, state } from "./state.js";
 import { clearEverything, everything, exportAs } from "./tools.js";
 import * as ui from "./ui.js";
 import { FrameStore, paintTimeline } from "./video.js";
@@ -70,7 +70,57 @@ async function openServerFile() {
   }
 }
 
-function startSession(info, name) {
+/** Resume a session the server still holds (after a reload): its objects, names and prompts come back; the masks
+ * of each frame are fetched when the frame is shown. */
+async function resumeSession() {
+  let sessions;
+  try {
+    sessions = (await busy(api.listSessions())).sessions || [];
+  } catch (error) {
+    ui.showError(error, "Cannot list the sessions");
+    return;
+  }
+  const current = state.session && state.session.id;
+  const picked = await ui.pickSession(sessions.filter((s) => s.session_id !== current));
+  if (!picked || !(await confirmLeave())) return;
+  try {
+    const detail = await busy(api.session(picked.session_id));
+    await closeSession();
+    startSession(detail, detail.name || picked.session_id, detail.objects);
+  } catch (error) {
+    ui.showError(error, "Cannot resume the session");
+  }
+}
+
+/** Objects and prompts of GET /api/sessions/{id} into the page's state. */
+function restoreObjects(objects) {
+  for (const o of objects) {
+    state.objects.push({ id: o.object_id, name: o.name || `object ${o.object_id}`, visible: true });
+    state.nextId = Math.max(state.nextId, o.object_id + 1);
+    for (const p of o.prompts || []) {
+      const prompt = { points: p.points || [], labels: p.labels || [], box: p.box || null };
+      if (prompt.points.length || prompt.box) state.prompts.set(`${p.frame}:${o.object_id}`, prompt);
+    }
+  }
+  if (state.objects.length) state.selected = state.objects[0].id;
+}
+
+/** Masks of frame t from the server (resumed sessions: the page did not see them arrive). */
+async function fetchMasks(t) {
+  const s = state.session;
+  state.fetched.add(t);
+  try {
+    const answer = await busy(api.frameMasks(s.id, t));
+    if (state.session !== s || state.masks.has(t)) return;
+    setMasks(t, answer.objects || [], true);
+    if (state.frame === t) refresh();
+  } catch (error) {
+    state.fetched.delete(t);
+    ui.showError(error, `Cannot load the masks of frame ${t}`);
+  }
+}
+
+function startSession(info, name, restored = null) {
   Object.assign(state, {
     session: {
       id: info.session_id,
@@ -92,6 +142,7 @@ function startSession(info, name) {
     overlays: new Map(),
     everything: null,
     dirty: false,
+    fetched: restored ? new Set() : null, // resumed sessions: frames whose masks were asked for
   });
   state.frames = new FrameStore(api, info.session_id, state.session.numFrames);
   const video = info.kind === "video";
@@ -102,7 +153,8 @@ function startSession(info, name) {
   $("session-name").textContent = `${name} · ${info.width}×${info.height}${video ? ` · ${info.num_frames} frames` : ""}`;
   $("slider").max = String(state.session.numFrames - 1);
   $("slider").value = "0";
-  newObject();
+  if (restored && restored.length && typeof restored[0] === "object") restoreObjects(restored);
+  if (!state.objects.length) newObject();
   viewer.fitted = true;
   showFrame(0);
 }
@@ -121,6 +173,7 @@ async function showFrame(t) {
     if (state.session !== s || state.frame !== t) return; // superseded by a later request
     viewer.setImage(bitmap);
     refresh();
+    if (state.fetched && !state.fetched.has(t) && !state.masks.has(t)) fetchMasks(t);
     state.frames.prefetch(t);
   } catch (error) {
     if (state.session === s) ui.showError(error, `Cannot load frame ${t}`);
@@ -396,6 +449,7 @@ function wire() {
     openFile(file);
   });
   $("open-server").addEventListener("click", openServerFile);
+  $("resume").addEventListener("click", resumeSession);
   $("add-object").addEventListener("click", newObject);
   $("undo").addEventListener("click", undo);
   $("everything").addEventListener("click", everything);
@@ -439,6 +493,7 @@ async function start() {
     const health = await api.health();
     $("server-info").textContent = [health.model, health.device].filter(Boolean).join(" · ");
     $("open-server").hidden = !health.data_root; // files can be picked from --data-root
+    if (health.sessions) ui.toast(`The server holds ${health.sessions} session(s): Sessions… resumes one.`);
   } catch (error) {
     ui.showError(error, "Server not ready");
   }

@@ -24,6 +24,7 @@ export const state = {
   playing: false,
   tracking: null, // {controller, seen, total}
   dirty: false, // prompts changed since the last export
+  fetched: null, // resumed session: Set of frames whose masks were fetched from the server
   pending: 0,
 };
 

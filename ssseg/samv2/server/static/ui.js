@@ -142,6 +142,32 @@ export function askText(title, initial) {
   );
 }
 
+/** Pick one of the server's sessions (GET /api/sessions summaries); resolves with it, or null. */
+export function pickSession(sessions) {
+  return dialog("Resume a session", (body, close) => {
+    if (!sessions.length) {
+      const p = document.createElement("p");
+      p.textContent = "The server holds no other session.";
+      body.appendChild(p);
+      return;
+    }
+    const list = document.createElement("ul");
+    list.className = "browse-list";
+    for (const s of sessions) {
+      const li = document.createElement("li");
+      const button = document.createElement("button");
+      button.className = "entry";
+      const frames = s.kind === "video" ? ` · ${s.num_frames} frames` : "";
+      const objects = Array.isArray(s.objects) ? ` · ${s.objects.length} objects` : "";
+      button.textContent = `${s.name || s.session_id} · ${s.width}×${s.height}${frames}${objects}`;
+      button.addEventListener("click", () => close(s));
+      li.appendChild(button);
+      list.appendChild(li);
+    }
+    body.appendChild(list);
+  });
+}
+
 /**
  * Browse --data-root through api.listFiles; resolves with the path of the file picked, or null.
  */
