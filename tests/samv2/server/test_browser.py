@@ -392,7 +392,8 @@ def test_segment_everything(page, base_url):
 
 
 def test_errors_are_shown_and_the_page_stays_usable(page, base_url):
-    """A refused upload shows the server's message in a toast; the next upload works."""
+    """A refused upload shows the server's message in a toast; the next upload works; a refused file leaves the
+    session on screen as it was."""
     open_page(page, base_url)
     with page.expect_response(lambda r: r.url.endswith("/api/sessions") and r.request.method == "POST") as answer:
         page.set_input_files("#file-input", files=[{"name": "fake.png", "mimeType": "image/png", "buffer": b"hello"}])
@@ -401,6 +402,16 @@ def test_errors_are_shown_and_the_page_stays_usable(page, base_url):
     assert message in toast.inner_text() and "fake.png" in toast.inner_text(), f"toast: {toast.inner_text()!r}"
     upload(page, "scene.png", "image/png", png_bytes(make_test_image(60, 80, seed=1)), "image")
     assert "80×60" in page.inner_text("#session-name"), "the page did not open an image after the error"
+    with page.expect_response(is_prompt_post):
+        click_image(page, canvas(page)[1], 40, 30)
+    settle(page)
+    before, _ = canvas(page)
+    page.set_input_files("#file-input", files=[{"name": "fake.mp4", "mimeType": "video/mp4", "buffer": b"hello"}])
+    page.click(".dialog button.primary")  # "close this session?" (it has unexported changes)
+    page.wait_for_selector(".toast.error >> text=fake.mp4")
+    settle(page)
+    assert "scene.png" in page.inner_text("#session-name"), "a refused file closed the session on screen"
+    assert np.array_equal(canvas(page)[0], before), "a refused file changed what is drawn"
 
 
 def test_token_asked_once_and_sent(page, serve):

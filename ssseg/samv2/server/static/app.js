@@ -43,17 +43,29 @@ async function closeSession() {
   await api.closeSession(s.id).catch(() => {}); // expired or gone: nothing to free
 }
 
-async function openFile(file) {
-  if (!file || !(await confirmLeave())) return;
-  await closeSession();
-  const note = ui.toast(`Uploading ${file.name}…`, "info", 600000);
+/**
+ * Open a new session with `open()` and switch to it. The current session is closed only once the new one is open,
+ * so a refused file leaves the work on screen as it was.
+ */
+async function switchTo(open, name, restored = false) {
+  if (!(await confirmLeave())) return;
+  let info;
   try {
-    const info = await busy(
-      api.openUpload(file, (f) => (note.textContent = `Uploading ${file.name}… ${Math.round(100 * f)}%`)),
-    );
-    startSession(info, file.name);
+    info = await busy(open());
   } catch (error) {
-    ui.showError(error, `Cannot open ${file.name}`);
+    ui.showError(error, `Cannot open ${name}`);
+    return;
+  }
+  await closeSession();
+  startSession(info, restored ? info.name || name : name, restored ? info.objects : null);
+}
+
+async function openFile(file) {
+  if (!file) return;
+  const note = ui.toast(`Uploading ${file.name}…`, "info", 600000);
+  const progress = (f) => (note.textContent = `Uploading ${file.name}… ${Math.round(100 * f)}%`);
+  try {
+    await switchTo(() => api.openUpload(file, progress), file.name);
   } finally {
     note.remove();
   }
@@ -61,13 +73,7 @@ async function openFile(file) {
 
 async function openServerFile() {
   const path = await ui.browseFiles(api);
-  if (!path || !(await confirmLeave())) return;
-  await closeSession();
-  try {
-    startSession(await busy(api.openPath(path)), path);
-  } catch (error) {
-    ui.showError(error, `Cannot open ${path}`);
-  }
+  if (path) await switchTo(() => api.openPath(path), path);
 }
 
 /** Resume a session the server still holds (after a reload): its objects, names and prompts come back; the masks
@@ -82,14 +88,7 @@ async function resumeSession() {
   }
   const current = state.session && state.session.id;
   const picked = await ui.pickSession(sessions.filter((s) => s.session_id !== current));
-  if (!picked || !(await confirmLeave())) return;
-  try {
-    const detail = await busy(api.session(picked.session_id));
-    await closeSession();
-    startSession(detail, detail.name || picked.session_id, detail.objects);
-  } catch (error) {
-    ui.showError(error, "Cannot resume the session");
-  }
+  if (picked) await switchTo(() => api.session(picked.session_id), picked.name || picked.session_id, true);
 }
 
 /** Objects and prompts of GET /api/sessions/{id} into the page's state. */
