@@ -291,7 +291,8 @@ def test_image_click_shift_click_undo_export(page, base_url):
 
 
 def test_video_click_track_later_frame_correct_export(page, base_url, tmp_path):
-    """Click on frame 0, track, see the tracked mask on the last frame, correct it there, track again, export DAVIS."""
+    """Play; click on frame 0, track, see the tracked mask on the last frame, correct it there, track again, export
+    DAVIS, cancel a third tracking."""
     open_page(page, base_url)
     base = make_test_image(120, 184, seed=7)
     frames = [np.ascontiguousarray(base[:, 4 * t : 4 * t + 160]) for t in range(6)]
@@ -368,6 +369,18 @@ def test_video_click_track_later_frame_correct_export(page, base_url, tmp_path):
         indices = np.array(Image.open(io.BytesIO(archive.read(name))))
         expected = api_mask(retracked[t]).astype(np.uint8)  # object 1 = palette index 1
         assert np.array_equal(indices, expected), f"DAVIS {name} differs from the tracked mask of frame {t}"
+
+    # Esc while tracking sends a cancel; the page then says what the stream's end line says.
+    page.keyboard.press("Home")
+    with page.expect_response(is_propagation) as answer:
+        page.keyboard.press("t")
+        page.wait_for_selector("#cancel", state="visible")
+        with page.expect_request(lambda r: r.url.endswith("/cancel") and r.method == "POST"):
+            page.keyboard.press("Escape")
+    _, done = frames_of_stream(answer.value.text())
+    page.wait_for_function("!document.body.classList.contains('tracking')")
+    expected = f"Tracking cancelled after {done['frames']} frames" if done["cancelled"] else "Tracked 6 frames"
+    page.wait_for_selector(f".toast >> text={expected}")
 
 
 def test_segment_everything(page, base_url):
