@@ -6,7 +6,7 @@ import { Viewer } from "./canvas.js";
 import { cssColor, objectColor, paintOverlay } from "./overlay.js";
 import { decodeRle } from "./rle.js";
 import { addPoint, clearPrompts, setBox, undo } from "./prompts.js";
-import { cancelTracking, stopPlaying, togglePlay, track } from "./playback.js";
+import { abandonTracking, cancelTracking, stopPlaying, togglePlay, track } from "./playback.js";
 import { arrow, helpTable, installShortcuts } from "./shortcuts.js";
 import { $, api, busy, enqueue, hasPrompts, hooks, invalidate, setMasks, state } from "./state.js";
 import { clearEverything, everything, exportAs } from "./tools.js";
@@ -35,7 +35,7 @@ async function confirmLeave() {
 async function closeSession() {
   const s = state.session;
   if (!s) return;
-  if (state.tracking) await cancelTracking();
+  abandonTracking();
   stopPlaying();
   state.session = null;
   state.frames?.dispose();
@@ -149,7 +149,8 @@ function startSession(info, name, restored = null) {
   $("videobar").hidden = !video;
   $("image-tools").hidden = video;
   $("empty").hidden = true;
-  $("session-name").textContent = `${name} · ${info.width}×${info.height}${video ? ` · ${info.num_frames} frames` : ""}`;
+  const frames = video ? ` · ${info.num_frames} frames` : "";
+  $("session-name").textContent = `${name} · ${info.width}×${info.height}${frames}`;
   $("slider").max = String(state.session.numFrames - 1);
   $("slider").value = "0";
   if (restored && restored.length && typeof restored[0] === "object") restoreObjects(restored);
@@ -372,8 +373,8 @@ async function removeObject(id = state.selected) {
   const o = state.objects.find((x) => x.id === id);
   if (!o || !state.session) return;
   const known = [...state.prompts.keys()].some((key) => key.endsWith(`:${id}`));
-  if (known && !(await ui.confirmDialog("Remove object?", `Remove "${o.name}" and its masks on every frame?`, "Remove")))
-    return;
+  const question = `Remove "${o.name}" and its masks on every frame?`;
+  if (known && !(await ui.confirmDialog("Remove object?", question, "Remove"))) return;
   const sid = state.session.id;
   try {
     if (known) await enqueue(() => busy(api.removeObject(sid, id)));

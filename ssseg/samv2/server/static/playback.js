@@ -54,23 +54,25 @@ export async function track() {
   const direction = $("direction").value;
   const start = state.frame;
   const total = framesToTrack(s.numFrames, start, direction);
-  const controller = new AbortController();
   const version = state.version;
-  state.tracking = { controller, seen: new Set(), total };
+  const tracking = { controller: new AbortController(), seen: new Set(), total };
+  state.tracking = tracking;
   setTrackingUi(true);
   progress(0, total);
   let showing = false;
   try {
     let done = null;
-    for await (const message of api.propagate(s.id, { start_frame: start, direction, max_frames: null }, controller.signal)) {
-      if (message.error || message.detail) throw new ApiError(message.status || 500, errorMessage(message));
+    const body = { start_frame: start, direction, max_frames: null };
+    for await (const message of api.propagate(s.id, body, tracking.controller.signal)) {
+      if (state.session !== s) return; // the page moved to another session
+      if (message.error) throw new ApiError(message.error.status || 500, errorMessage(message));
       if (message.done) {
         done = message;
         break;
       }
       setMasks(message.frame, message.objects || [], true, version);
-      state.tracking.seen.add(message.frame);
-      progress(state.tracking.seen.size, total);
+      tracking.seen.add(message.frame);
+      progress(tracking.seen.size, total);
       if ($("follow").checked && !showing) {
         showing = true;
         hooks.showFrame(message.frame).finally(() => (showing = false));
@@ -81,17 +83,19 @@ export async function track() {
     state.dirty = true;
     ui.toast(done.cancelled ? `Tracking cancelled after ${done.frames} frames` : `Tracked ${done.frames} frames`);
   } catch (error) {
+    if (state.session !== s) return;
     if (error.name === "AbortError") ui.toast("Tracking stopped", "info");
     else ui.showError(error, "Tracking failed");
   } finally {
-    if (state.session === s) {
+    if (state.tracking === tracking) {
       state.tracking = null;
       setTrackingUi(false);
-      hooks.refresh();
     }
+    if (state.session === s) hooks.refresh();
   }
 }
 
+/** Ask the server to stop tracking (it answers with a last line, cancelled: true). */
 export async function cancelTracking() {
   const tracking = state.tracking;
   if (!tracking) return;
@@ -101,6 +105,15 @@ export async function cancelTracking() {
   } catch {
     tracking.controller.abort(); // the server also cancels when the client goes away
   }
+}
+
+/** Drop the tracking at once (the session is being closed): the server cancels when the stream is closed. */
+export function abandonTracking() {
+  const tracking = state.tracking;
+  if (!tracking) return;
+  state.tracking = null;
+  tracking.controller.abort();
+  setTrackingUi(false);
 }
 
 function setTrackingUi(on) {

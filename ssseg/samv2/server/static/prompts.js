@@ -59,7 +59,11 @@ export function clearPrompts() {
 }
 
 export function undo() {
-  if (!state.session || state.tracking) return;
+  if (!state.session) return;
+  if (state.tracking) {
+    ui.toast("Tracking is running: wait or cancel it (Esc) before undoing.", "info");
+    return;
+  }
   const last = state.history.pop();
   if (!last) {
     ui.toast("Nothing to undo", "info");

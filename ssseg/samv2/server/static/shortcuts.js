@@ -7,7 +7,7 @@ export const SHORTCUTS = [
   ["Drag", "Box around the object", null, null],
   ["Wheel / Alt+Drag / Middle drag", "Zoom at the cursor / pan", null, null],
   ["N", "New object", (e) => key(e, "n"), "newObject"],
-  ["1 … 9", "Select object 1 … 9 of the list", (e) => /^[1-9]$/.test(e.key) && !e.ctrlKey && !e.metaKey, "selectIndex"],
+  ["1 … 9", "Select object 1 … 9 of the list", (e) => /^[1-9]$/.test(e.key) && !modified(e), "selectIndex"],
   ["Tab / Shift+Tab", "Next / previous object", (e) => e.key === "Tab", "cycleObject"],
   ["Ctrl+Z / Z", "Undo the last click or box", (e) => key(e, "z", true), "undo"],
   ["C", "Clear the selected object's prompts on this frame", (e) => key(e, "c"), "clearPrompts"],
@@ -27,6 +27,8 @@ export const SHORTCUTS = [
   ["O", "Open a file", (e) => key(e, "o") && !e.ctrlKey, "open"],
   ["?", "This help", (e) => e.key === "?", "help"],
 ];
+
+const modified = (e) => e.ctrlKey || e.metaKey || e.altKey;
 
 function key(e, letter, ctrlAllowed = false) {
   if (e.altKey || ((e.ctrlKey || e.metaKey) && !ctrlAllowed)) return false;
