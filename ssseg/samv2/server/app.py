@@ -110,9 +110,13 @@ def create_app(
             await runner(session.close)  # after the model calls already queued for it
         await asyncio.to_thread(remove_folder, session.folder)
 
+    closing = set()  # the tasks closing expired sessions (referenced, so that they are not garbage collected)
+
     def sweep() -> None:
         for session in store.expired():
-            asyncio.create_task(close_session(session))
+            task = asyncio.create_task(close_session(session))
+            closing.add(task)
+            task.add_done_callback(closing.discard)
 
     async def sweeper() -> None:
         while True:
@@ -121,6 +125,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
+        os.makedirs(workdir, exist_ok=True)  # again, if the app is started a second time
         task = asyncio.create_task(sweeper())
         try:
             yield

@@ -31,7 +31,7 @@ class ModelRunner:
     def __init__(self, device: str = "cpu", dtype: str = "float32") -> None:
         self.device = device
         self.dtype = dtype
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ssseg-model")
+        self.pool: Optional[ThreadPoolExecutor] = None  # started on the first call (again after a shutdown)
 
     def _autocast(self):
         if self.dtype == "float32":
@@ -44,11 +44,15 @@ class ModelRunner:
             return fn(*args, **kwargs)
 
     async def __call__(self, fn, *args, **kwargs):
+        if self.pool is None:
+            self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ssseg-model")
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.pool, functools.partial(self._run, fn, args, kwargs))
 
     def shutdown(self) -> None:
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool = None
 
 
 def bad_prompt(error: Exception) -> APIError:

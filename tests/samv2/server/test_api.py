@@ -320,3 +320,17 @@ def test_video_file_upload_and_data_root(make_client, clip, tmp_path):
         assert expect(client.post(f"/api/sessions/{sid}/prompts", json=body), 200).json()["objects"][0]["area"] > 0
     listing = expect(client.get("/api/files"), 200).json()["entries"]
     assert listing == [{"name": "clip.mp4", "path": "clip.mp4", "type": "video", "size": listing[0]["size"]}], listing
+
+
+def test_app_starts_again_after_shutdown(small_model, small_image, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from ssseg.samv2.server import create_app
+
+    app = create_app(small_model, model_name="small")
+    for round_ in range(2):
+        with TestClient(app) as client:
+            sid = open_image(client, small_image)["session_id"]
+            body = {"object_id": 1, "points": [[60, 50]], "labels": [1]}
+            assert expect(client.post(f"/api/sessions/{sid}/prompts", json=body), 200).json()["objects"], round_
+        assert app.state.store.sessions == {}, f"round {round_}: sessions left open after shutdown"
