@@ -223,7 +223,8 @@ def test_rle_decoder_matches_python(page, base_url):
 
 
 def test_image_click_shift_click_undo_export(page, base_url):
-    """Click draws the API's mask; a shift-click changes it; undo returns to the first mask; COCO export decodes."""
+    """Click draws the API's mask; a shift-click changes it; undo returns to the first mask; zoom keeps it in place;
+    COCO export decodes; a reload resumes the session."""
     open_page(page, base_url)
     image = make_test_image(180, 240, seed=5)
     upload(page, "resume-me.png", "image/png", png_bytes(image), "image")
@@ -266,6 +267,22 @@ def test_image_click_shift_click_undo_export(page, base_url):
     settle(page)
     drawn3, _ = canvas(page)
     assert_drawn(empty, drawn3, view, mask1, [(120, 90)], "after undo")
+
+    # Zoomed in at the cursor, the mask stays on its pixels; F fits the image again.
+    corner = page.locator("#view").bounding_box()
+    page.mouse.move(corner["x"] + 100 * view[0] + view[1], corner["y"] + 80 * view[0] + view[2])
+    page.mouse.wheel(0, -400)
+    settle(page)
+    page.keyboard.press("m")  # masks off: the bare zoomed image
+    settle(page)
+    bare, zoomed = canvas(page)
+    page.keyboard.press("m")
+    settle(page)
+    assert zoomed[0] > 1.3 * view[0], f"the wheel did not zoom in: scale {view[0]:.2f} -> {zoomed[0]:.2f}"
+    assert_drawn(bare, canvas(page)[0], zoomed, mask1, [(120, 90)], "zoomed in")
+    page.keyboard.press("f")
+    settle(page)
+    assert canvas(page)[1] == view, "F did not fit the image as at first"
 
     with page.expect_download() as download:
         page.click("#export-coco")
