@@ -28,7 +28,6 @@ pytest.importorskip("fastapi")
 CHROMIUM = "/usr/bin/chromium"
 TIMEOUT_MS = 30000
 MARKER_PX = 14  # canvas pixels around a clicked point covered by its marker
-OBJECT_1_RGB = (255, 87, 51)  # overlay.js PALETTE[0]
 
 
 # ---------------------------------------------------------------------------------------------- server and browser
