@@ -151,6 +151,7 @@ function startSession(info, name, restored = null) {
   $("empty").hidden = true;
   const frames = video ? ` · ${info.num_frames} frames` : "";
   $("session-name").textContent = `${name} · ${info.width}×${info.height}${frames}`;
+  document.title = `${name} · ssseg`;
   $("slider").max = String(state.session.numFrames - 1);
   $("slider").value = "0";
   if (restored && restored.length && typeof restored[0] === "object") restoreObjects(restored);
