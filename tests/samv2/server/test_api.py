@@ -322,7 +322,7 @@ def test_video_file_upload_and_data_root(make_client, clip, tmp_path):
     assert listing == [{"name": "clip.mp4", "path": "clip.mp4", "type": "video", "size": listing[0]["size"]}], listing
 
 
-def test_app_starts_again_after_shutdown(small_model, small_image, tmp_path):
+def test_app_starts_again_after_shutdown(small_model, small_image):
     from fastapi.testclient import TestClient
 
     from ssseg.samv2.server import create_app
