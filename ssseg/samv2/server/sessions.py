@@ -120,7 +120,9 @@ class ImageSession(Session):
         return result
 
     def frame_entries(self, frame: int) -> List[Entry]:
-        return [self.objects[k].entry for k in sorted(self.objects) if self.objects[k].entry is not None]
+        # one snapshot of the items: the model thread may change the dict meanwhile
+        objects = sorted(list(self.objects.items()))
+        return [obj.entry for _, obj in objects if obj.entry is not None]
 
     def close(self) -> None:
         self.predictor = None
@@ -149,8 +151,8 @@ class VideoSession(Session):
         return result
 
     def frame_entries(self, frame: int) -> List[Entry]:
-        entries = self.results.get(frame, {})
-        return [entries[k] for k in sorted(entries)]
+        entries = list(self.results.get(frame, {}).items())  # a snapshot, as above
+        return [entry for _, entry in sorted(entries)]
 
     def close(self) -> None:
         if self.state is not None:
