@@ -71,3 +71,14 @@ def test_unknown_model_is_one_line(capsys):
 def test_is_loopback():
     assert all(is_loopback(h) for h in ["127.0.0.1", "127.5.0.1", "::1", "[::1]", "localhost"]), "loopback refused"
     assert not any(is_loopback(h) for h in ["0.0.0.0", "192.168.1.5", "::", "example.com"]), "non-loopback passed"
+
+
+def test_help_lists_the_options(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["serve", "--help"])
+    out = capsys.readouterr().out
+    assert exit_info.value.code == 0, f"--help exited {exit_info.value.code}"
+    for option in ["--model", "--config", "--ckpt", "--device", "--host", "--port", "--data-root", "--token"]:
+        assert option in out, f"{option} missing from serve --help"
+    for option in ["--max-upload-mb", "--session-ttl", "--max-sessions"]:
+        assert option in out, f"{option} missing from serve --help"
