@@ -25,6 +25,10 @@ from ssseg.samv2.batch.videojob import VideoSpec, VideoWorker, read_manifest
 def _check_engine(engine: str, model: ModelSpec, gpus_per_worker: float) -> None:
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; expected one of {', '.join(ENGINES)}")
+    if engine == "ray":
+        from ssseg.modules.utils.optional import import_optional
+
+        import_optional("ray", "ray", "--engine ray")  # a missing extra is one line, before any work
     if engine == "ray" and gpus_per_worker and not model.device.startswith("cuda"):
         raise ValueError(f"--gpus-per-worker {gpus_per_worker:g} needs --device cuda (the model runs on the CPU)")
     if engine == "ray" and model.device.startswith("cuda") and not gpus_per_worker:

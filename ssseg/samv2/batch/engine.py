@@ -170,8 +170,14 @@ def _run_ray(job: Job, rows: List[Dict[str, Any]], options: RayOptions, ready: C
             num_gpus=gpus or None,
         )  # Ray Data's defaults restart an actor that dies (out of memory, lost node) and retry its batch
         ready()  # actors start with the first rows; their start is part of the bar's time
-        for result in dataset.iter_rows():
-            collect({c: result[c] for c in RESULT_COLUMNS})
+        results = iter(dataset.iter_rows())
+        try:
+            for result in results:
+                collect({c: result[c] for c in RESULT_COLUMNS})
+        finally:
+            close = getattr(results, "close", None)
+            if close is not None:  # stopped early (interrupted): shut the pipeline and its actors down now
+                close()
     except Exception as error:
         raise _unwrap(error) from None
     finally:
@@ -197,14 +203,20 @@ def _placement(ray, options: RayOptions):
 
 
 def _unwrap(error: Exception) -> Exception:
-    """Ray wraps a worker's exception (e.g. an option out of range raised while building the model); give back the
-    original, so the CLI prints its one line."""
-    cause = error
-    for _ in range(8):
-        inner = getattr(cause, "cause", None) or cause.__cause__
-        if inner is None or inner is cause:
-            break
-        cause = inner
+    """Ray reports a worker's failure to start (an option out of range, a checkpoint that does not load) as an actor
+    error whose text ends with the original one; give back our one-line error so the CLI prints just that."""
     from ssseg.samv2.common import CLIError
 
-    return cause if isinstance(cause, (CLIError, ValueError)) else error
+    cause = error
+    for _ in range(8):  # a RayTaskError keeps the original exception as .cause
+        if isinstance(cause, CLIError):
+            return cause
+        inner = getattr(cause, "cause", None) or cause.__cause__
+        if not isinstance(inner, BaseException) or inner is cause:
+            break
+        cause = inner
+    marker = "CLIError: "
+    text = str(error)
+    if marker in text:
+        return CLIError("a Ray worker could not start: " + text[text.rindex(marker) + len(marker) :].strip())
+    return error

@@ -1,0 +1,15 @@
+"""One real local Ray cluster per test session (2 CPUs, token auth off), shut down at the end."""
+
+import os
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    import ray
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # Ray 2.60's token auth for local clusters, not needed here
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+    yield ray
+    ray.shutdown()
