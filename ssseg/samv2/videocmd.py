@@ -50,7 +50,9 @@ def add_parser(sub) -> None:
         '{"video": ..., "prompts": {...}} or {"video": ..., "prompts_file": ...} per line) for a batch job',
     )
     parser.add_argument("--prompts", help="prompts JSON file (one video)")
-    parser.add_argument("--out", required=True, help="output folder (a manifest: a folder or URI, one subfolder per video)")
+    parser.add_argument(
+        "--out", required=True, help="output folder (a manifest: a folder or URI, one subfolder per video)"
+    )
     parser.add_argument("--fps", type=float, help="frame rate of overlay.mp4 (default: the video's, else 24)")
     parser.add_argument("--no-overlay", action="store_true", help="do not write overlay.mp4")
     add_model_arguments(parser)

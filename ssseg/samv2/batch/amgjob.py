@@ -102,7 +102,9 @@ def fetch_batch(batch: Dict[str, np.ndarray]) -> Dict[str, List[Any]]:
     }
 
 
-def label_image(generator, image: np.ndarray, file_name: str, overlays: bool, autocast) -> Tuple[bytes, Optional[bytes]]:
+def label_image(
+    generator, image: np.ndarray, file_name: str, overlays: bool, autocast
+) -> Tuple[bytes, Optional[bytes]]:
     """Masks of one image: ``(JSON bytes, overlay PNG bytes or None)``, exactly what the ``amg`` command writes."""
     import json
 

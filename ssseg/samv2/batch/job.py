@@ -84,4 +84,3 @@ class BatchWorker:
         rows = [dict(zip(names, values)) for values in zip(*(batch[n] for n in names))]
         results = [self.safe_process(row) for row in rows]
         return {c: [r[c] for r in results] for c in RESULT_COLUMNS}
-

@@ -118,7 +118,9 @@ def test_resume_after_a_ray_run_stopped_midway(tree, small_config, ray_cluster, 
     done = sorted(n[: -len(".json")] for n in written if n.endswith(".json"))
     assert 1 <= len(done) < len(GOOD_KEYS), f"the stopped run should have done some but not all images: {done}"
     assert all(json.loads(written[f"{k}.json"])["annotations"] for k in done), "a JSON is complete or absent"
-    assert not [n for n in written if not n.endswith(".json")], f"overlays off by default on Ray, no temp file: {written}"
+    assert not [n for n in written if not n.endswith(".json")], (
+        f"overlays off by default on Ray, no temp file: {written}"
+    )
     # a JSON write cut off midway leaves only its temporary file, which is not an output name
     (out / "sub2" / "deep").mkdir(parents=True, exist_ok=True)
     (out / "sub2" / "deep" / "g.json").unlink(missing_ok=True)

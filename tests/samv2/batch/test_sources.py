@@ -46,7 +46,10 @@ def test_memory_filesystem_source():
     for name in ["m/a.jpg", "m/s/a.jpg", "m/readme.md"]:
         fs.pipe(f"/srctest/{name}", b"x")
     items = list_sources("memory://srctest/m")
-    assert [(i.key, i.source) for i in items] == [("a", "memory:///srctest/m/a.jpg"), ("s/a", "memory:///srctest/m/s/a.jpg")]
+    assert [(i.key, i.source) for i in items] == [
+        ("a", "memory:///srctest/m/a.jpg"),
+        ("s/a", "memory:///srctest/m/s/a.jpg"),
+    ]
     fs.rm("/srctest", recursive=True)
 
 

@@ -26,7 +26,9 @@ def videos(tmp_path_factory):
     root = tmp_path_factory.mktemp("videos")
     (root / "clips" / "v1").mkdir(parents=True)
     for t in range(NUM_FRAMES):
-        Image.fromarray(np.roll(make_test_image(40, 56, seed=6), 2 * t, axis=1)).save(root / "clips" / "v1" / f"{t}.jpg")
+        Image.fromarray(np.roll(make_test_image(40, 56, seed=6), 2 * t, axis=1)).save(
+            root / "clips" / "v1" / f"{t}.jpg"
+        )
     writer = cv2.VideoWriter(str(root / "clips" / "v2.avi"), cv2.VideoWriter_fourcc(*"FFV1"), 10, (64, 48))
     for t in range(NUM_FRAMES):
         writer.write(np.roll(make_test_image(48, 64, seed=7), t, axis=0))

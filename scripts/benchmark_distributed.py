@@ -1,0 +1,147 @@
+"""Throughput of ``amg`` on the local engine and on the Ray engine, on this machine, with the same workers.
+
+Both engines label the same synthetic images (``--images`` of ``--size`` pixels) with the same model (SAM 2.1 tiny
+architecture with deterministic random weights at ``--image-size``, no download) and options, and the same torch
+threads per worker. The script prints a table: end-to-end time (model build, and for Ray the cluster and actor
+start, included), the steady rate (images after the first / time from the first image's JSON to the last, read from
+the files' modification times), Ray's overhead against the local engine on both, and what the steady rate per worker
+implies for N workers (an upper bound: it assumes each worker has its own device and the reads keep up).
+
+Bounded: a few images, each engine once. The Ray engine starts its own local cluster (``ray.init(num_cpus=...)``).
+
+Usage::
+
+    python scripts/benchmark_distributed.py                              # 12 images, 1 worker, 2 threads
+    python scripts/benchmark_distributed.py --images 24 --workers 2 --threads 1
+"""
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from tests.conftest import SMALL_CONFIG, make_test_image  # noqa: E402
+
+
+def prepare(folder: str, args: argparse.Namespace):
+    """Images, a config file at ``--image-size`` and a random-weight checkpoint; returns (images, config, ckpt)."""
+    import torch
+    from PIL import Image
+
+    from ssseg.configs.samv2 import getconfig
+    from ssseg.modules.models.segmentors.samv2 import buildsamv2
+    from ssseg.modules.models.segmentors.samv2.randomweights import random_state_dict
+
+    images = os.path.join(folder, "images")
+    for i in range(args.images):
+        sub = os.path.join(images, f"part{i % 3}")
+        os.makedirs(sub, exist_ok=True)
+        Image.fromarray(make_test_image(args.size, args.size * 4 // 3, seed=i)).save(os.path.join(sub, f"{i}.jpg"))
+    cfg, _ = getconfig("sam2.1_hiera_tiny")
+    cfg["image_size"] = args.image_size
+    model = buildsamv2(cfg, loadweights=False)
+    model.load_state_dict(random_state_dict(model.state_dict(), seed=0), strict=True)
+    ckpt = os.path.join(folder, "random.pt")
+    torch.save({"model": model.state_dict()}, ckpt)
+    config = os.path.join(folder, "config.py")
+    with open(config, "w") as file:
+        file.write(SMALL_CONFIG.replace("= 256", f"= {args.image_size}"))
+    return images, config, ckpt
+
+
+def steady_rate(out: str) -> float:
+    """Images per second between the first and the last JSON written (model build and start excluded)."""
+    times = sorted(
+        os.path.getmtime(os.path.join(d, n)) for d, _, names in os.walk(out) for n in names if n.endswith(".json")
+    )
+    if len(times) < 2 or times[-1] <= times[0]:
+        return float("nan")
+    return (len(times) - 1) / (times[-1] - times[0])
+
+
+def run(engine: str, images: str, out: str, config: str, ckpt: str, args: argparse.Namespace) -> dict:
+    from ssseg.samv2.batch import run_amg
+
+    start = time.perf_counter()
+    summary = run_amg(
+        images,
+        out,
+        engine=engine,
+        overlays=False,
+        progress=False,
+        config=config,
+        ckpt=ckpt,
+        threads=args.threads,
+        workers=args.workers if engine == "ray" else None,
+        points_per_side=args.points_per_side,
+        pred_iou_thresh=0.0,
+        stability_score_thresh=0.0,
+    )
+    total = time.perf_counter() - start
+    assert summary.processed == args.images and not summary.failed, summary
+    return {"total": total, "end_to_end": args.images / total, "steady": steady_rate(out)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=12)
+    parser.add_argument("--size", type=int, default=240, help="image height (width = 4/3 of it)")
+    parser.add_argument("--image-size", type=int, default=512, help="model input size")
+    parser.add_argument("--points-per-side", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=1, help="Ray actors (the local engine is one worker)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads per worker, both engines")
+    parser.add_argument("--cpus", type=int, default=os.cpu_count(), help="CPUs of the local Ray cluster")
+    parser.add_argument("--scale", type=int, nargs="*", default=[8, 64, 512], help="N workers to extrapolate to")
+    args = parser.parse_args()
+    if args.images < 2 or args.images > 200:
+        parser.error("--images must be in 2..200 (bounded benchmark)")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    import ray
+    import torch
+
+    torch.set_num_threads(args.threads)
+    folder = tempfile.mkdtemp(prefix="bench-distributed-")
+    try:
+        images, config, ckpt = prepare(folder, args)
+        results = {"local": run("local", images, os.path.join(folder, "local"), config, ckpt, args)}
+        started = time.perf_counter()
+        ray.init(num_cpus=args.cpus, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+        ray_start = time.perf_counter() - started
+        try:
+            results["ray"] = run("ray", images, os.path.join(folder, "ray"), config, ckpt, args)
+        finally:
+            ray.shutdown()
+        results["ray"]["total"] += ray_start
+        results["ray"]["end_to_end"] = args.images / results["ray"]["total"]
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+    print(
+        f"\n{args.images} images {args.size}x{args.size * 4 // 3}, SAM 2.1 tiny (random weights) at "
+        f"{args.image_size}, points_per_side {args.points_per_side}, {args.threads} torch thread(s) per worker, "
+        f"Ray: {args.workers} worker(s), local: 1; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}\n"
+    )
+    print("| engine | workers | end to end (s) | end to end (images/s) | steady (images/s) |")
+    print("|---|---|---|---|---|")
+    for engine in ("local", "ray"):
+        r = results[engine]
+        workers = 1 if engine == "local" else args.workers
+        print(f"| {engine} | {workers} | {r['total']:.1f} | {r['end_to_end']:.3f} | {r['steady']:.3f} |")
+    local, remote = results["local"], results["ray"]
+    print(
+        f"\nRay overhead per worker: steady {1 - remote['steady'] / args.workers / local['steady']:+.1%}, "
+        f"end to end {1 - remote['end_to_end'] / args.workers / local['end_to_end']:+.1%} "
+        "(positive: Ray slower; target < 10% steady)"
+    )
+    per_worker = remote["steady"] / args.workers
+    print(f"\nper worker {per_worker:.3f} images/s ->", ", ".join(f"{n} workers: {n * per_worker:.1f} images/s"
+                                                              for n in args.scale))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
