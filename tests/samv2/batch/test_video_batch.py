@@ -93,3 +93,29 @@ def test_manifest_equals_the_video_command(engine, videos, single_runs, small_co
         assert main(args) == 1
         resumed = capsys.readouterr().out
         assert "tracked 0 video(s)" in resumed and "skipped 2, failed 2" in resumed, resumed
+
+
+def test_video_uri_in_and_object_store_out(videos, single_runs, small_config, tmp_path, capsys):
+    """A frame folder behind a URI (copied locally for OpenCV) tracked into an object store (files uploaded, the
+    summary last): the same masks as the local run; the summary names the URI."""
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    for t in range(NUM_FRAMES):
+        fs.pipe(f"/vidtest/clips/v1/{t}.jpg", (videos / "clips" / "v1" / f"{t}.jpg").read_bytes())
+    manifest = tmp_path / "uri.jsonl"
+    manifest.write_text(json.dumps({"video": "memory://vidtest/clips/v1", "prompts": PROMPTS_1}) + "\n")
+    try:
+        args = ["video", str(manifest), "--out", "memory://vidtest/out", *model_args(small_config)]
+        assert main(args) == 0, capsys.readouterr().err
+        expected = {n: b for n, b in files(single_runs / "v1").items()}
+        written = {p[len("/vidtest/out/v1/") :]: fs.cat_file(p) for p in fs.find("/vidtest/out")}
+        assert sorted(written) == sorted(expected), sorted(written)
+        differ = [n for n in expected if n != "summary.json" and written[n] != expected[n]]
+        assert not differ, f"masks differ from the local run in {differ}"
+        summary, reference = json.loads(written["summary.json"]), json.loads(expected["summary.json"])
+        assert summary.pop("input") == "memory://vidtest/clips/v1", summary
+        reference.pop("input")
+        assert summary == reference, (summary, reference)
+    finally:
+        fs.rm("/vidtest", recursive=True)
