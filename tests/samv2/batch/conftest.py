@@ -13,3 +13,14 @@ def ray_cluster():
     ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+def files(folder) -> dict:
+    """Relative ``/``-separated name -> bytes of every file under ``folder`` (to compare two output trees)."""
+    found = {}
+    for d, _, names in os.walk(folder):
+        for n in names:
+            path = os.path.join(d, n)
+            with open(path, "rb") as file:
+                found[os.path.relpath(path, folder).replace(os.sep, "/")] = file.read()
+    return found

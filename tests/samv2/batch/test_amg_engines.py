@@ -1,7 +1,6 @@
 """``amg`` on the local engine and on a real local Ray cluster: the same bytes, resume, bad inputs, URIs, extras."""
 
 import json
-import os
 import sys
 
 import fsspec
@@ -13,6 +12,7 @@ from PIL import Image
 from ssseg.samv2.batch import run_amg
 from ssseg.samv2.cli import main
 from tests.conftest import make_test_image
+from tests.samv2.batch.conftest import files
 
 FAST = ["--points-per-side", "3", "--pred-iou-thresh", "0", "--stability-score-thresh", "0"]
 GENERATOR = dict(points_per_side=3, pred_iou_thresh=0.0, stability_score_thresh=0.0)
@@ -40,16 +40,6 @@ def tree(tmp_path_factory):
 def model_args(small_config):
     config, ckpt = small_config
     return ["--config", config, "--ckpt", ckpt]
-
-
-def files(folder):
-    """Relative name -> bytes of every file under ``folder``."""
-    found = {}
-    for d, _, names in os.walk(folder):
-        for n in names:
-            path = os.path.join(d, n)
-            found[os.path.relpath(path, folder).replace(os.sep, "/")] = open(path, "rb").read()
-    return found
 
 
 def errors_of(folder):

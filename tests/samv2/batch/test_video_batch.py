@@ -2,7 +2,6 @@
 run on each video alone; bad lines and unreadable videos are recorded and the rest is tracked."""
 
 import json
-import os
 
 import cv2
 import numpy as np
@@ -12,6 +11,7 @@ from PIL import Image
 
 from ssseg.samv2.cli import main
 from tests.conftest import make_test_image
+from tests.samv2.batch.conftest import files
 
 NUM_FRAMES = 3
 PROMPTS_1 = {"objects": [{"id": 1, "frame": 1, "points": [[20, 24]], "labels": [1]}]}
@@ -47,15 +47,6 @@ def videos(tmp_path_factory):
 def model_args(small_config):
     config, ckpt = small_config
     return ["--config", config, "--ckpt", ckpt, "--no-overlay"]
-
-
-def files(folder):
-    found = {}
-    for d, _, names in os.walk(folder):
-        for n in names:
-            path = os.path.join(d, n)
-            found[os.path.relpath(path, folder).replace(os.sep, "/")] = open(path, "rb").read()
-    return found
 
 
 @pytest.fixture(scope="module")
