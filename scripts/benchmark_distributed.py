@@ -7,17 +7,20 @@ start, included), the steady rate (images after the first / time from the first 
 the files' modification times), Ray's overhead against the local engine on both, and what the steady rate per worker
 implies for N workers (an upper bound: it assumes each worker has its own device and the reads keep up).
 
-Bounded: a few images, each engine once. The Ray engine starts its own local cluster (``ray.init(num_cpus=...)``).
+Bounded: a few images, ``--repeats`` runs per engine, interleaved (local, ray, local, ray: a change of the machine's
+load hits both), medians reported. The Ray cluster (``ray.init(num_cpus=...)``) starts once; its start time is added
+to Ray's end-to-end time.
 
 Usage::
 
-    python scripts/benchmark_distributed.py                              # 12 images, 1 worker, 2 threads
+    python scripts/benchmark_distributed.py                              # 8 images x 2 runs, 1 worker, 2 threads
     python scripts/benchmark_distributed.py --images 24 --workers 2 --threads 1
 """
 
 import argparse
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -89,50 +92,58 @@ def run(engine: str, images: str, out: str, config: str, ckpt: str, args: argpar
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", type=int, default=12)
+    parser.add_argument("--images", type=int, default=8)
     parser.add_argument("--size", type=int, default=240, help="image height (width = 4/3 of it)")
     parser.add_argument("--image-size", type=int, default=512, help="model input size")
     parser.add_argument("--points-per-side", type=int, default=8)
     parser.add_argument("--workers", type=int, default=1, help="Ray actors (the local engine is one worker)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads per worker, both engines")
     parser.add_argument("--cpus", type=int, default=os.cpu_count(), help="CPUs of the local Ray cluster")
+    parser.add_argument("--repeats", type=int, default=2, help="runs per engine, interleaved (median reported)")
     parser.add_argument("--scale", type=int, nargs="*", default=[8, 64, 512], help="N workers to extrapolate to")
     args = parser.parse_args()
-    if args.images < 2 or args.images > 200:
-        parser.error("--images must be in 2..200 (bounded benchmark)")
+    if not 2 <= args.images <= 200 or not 1 <= args.repeats <= 5:
+        parser.error("--images must be in 2..200 and --repeats in 1..5 (bounded benchmark)")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     import ray
     import torch
 
     torch.set_num_threads(args.threads)
     folder = tempfile.mkdtemp(prefix="bench-distributed-")
+    results = {"local": [], "ray": []}
     try:
         images, config, ckpt = prepare(folder, args)
-        results = {"local": run("local", images, os.path.join(folder, "local"), config, ckpt, args)}
         started = time.perf_counter()
         ray.init(num_cpus=args.cpus, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
         ray_start = time.perf_counter() - started
         try:
-            results["ray"] = run("ray", images, os.path.join(folder, "ray"), config, ckpt, args)
+            for repeat in range(args.repeats):  # interleaved, so a change of the machine's load hits both engines
+                for engine in ("local", "ray"):
+                    out = os.path.join(folder, f"{engine}{repeat}")
+                    results[engine].append(run(engine, images, out, config, ckpt, args))
         finally:
             ray.shutdown()
-        results["ray"]["total"] += ray_start
-        results["ray"]["end_to_end"] = args.images / results["ray"]["total"]
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+    summary = {}
+    for engine, runs in results.items():
+        summary[engine] = {key: statistics.median(r[key] for r in runs) for key in ("total", "end_to_end", "steady")}
+    summary["ray"]["total"] += ray_start  # the cluster starts once per job
+    summary["ray"]["end_to_end"] = args.images / summary["ray"]["total"]
 
     print(
         f"\n{args.images} images {args.size}x{args.size * 4 // 3}, SAM 2.1 tiny (random weights) at "
         f"{args.image_size}, points_per_side {args.points_per_side}, {args.threads} torch thread(s) per worker, "
-        f"Ray: {args.workers} worker(s), local: 1; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}\n"
+        f"Ray: {args.workers} worker(s), local: 1; median of {args.repeats} interleaved runs; {os.cpu_count()} CPUs, "
+        f"load average {os.getloadavg()[0]:.1f}\n"
     )
     print("| engine | workers | end to end (s) | end to end (images/s) | steady (images/s) |")
     print("|---|---|---|---|---|")
     for engine in ("local", "ray"):
-        r = results[engine]
+        r = summary[engine]
         workers = 1 if engine == "local" else args.workers
         print(f"| {engine} | {workers} | {r['total']:.1f} | {r['end_to_end']:.3f} | {r['steady']:.3f} |")
-    local, remote = results["local"], results["ray"]
+    local, remote = summary["local"], summary["ray"]
     print(
         f"\nRay overhead per worker: steady {1 - remote['steady'] / args.workers / local['steady']:+.1%}, "
         f"end to end {1 - remote['end_to_end'] / args.workers / local['end_to_end']:+.1%} "

@@ -11,6 +11,7 @@ CPUs; without GPUs the default leaves half a CPU free for the read stage, since 
 starves the read stage and the job waits forever.
 """
 
+import sys
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, List, Optional
@@ -186,19 +187,30 @@ def _run_ray(job: Job, rows: List[Dict[str, Any]], options: RayOptions, ready: C
 
 
 def _placement(ray, options: RayOptions):
-    """``(workers, cpus per worker, gpus per worker)`` from the options and the cluster's resources."""
+    """``(workers, cpus per worker, gpus per worker)`` from the options and the cluster's resources. Asking for more
+    than the cluster has now is a warning, not an error: an autoscaling cluster adds nodes when asked."""
     resources = ray.cluster_resources()
     gpus = float(options.gpus_per_worker or 0)
     if gpus < 0:
-        raise ValueError(f"--gpus-per-worker must be >= 0, got {gpus}")
-    if gpus and resources.get("GPU", 0) < gpus:
-        raise ValueError(f"--gpus-per-worker {gpus:g}: the Ray cluster has {resources.get('GPU', 0):g} GPU(s)")
-    workers = options.workers or (max(1, int(resources.get("GPU", 0) // gpus)) if gpus else 1)
+        raise ValueError(f"--gpus-per-worker must be >= 0, got {gpus:g}")
+    workers = options.workers if options.workers is not None else 1
+    if options.workers is None and gpus:
+        workers = max(1, int(resources.get("GPU", 0) // gpus))
     if workers < 1:
         raise ValueError(f"--workers must be >= 1, got {workers}")
     cpus = options.cpus_per_worker
     if cpus is None:
         cpus = 1.0 if gpus else max(0.1, (resources.get("CPU", 1) - 0.5) / workers)
+    if not cpus > 0:
+        raise ValueError(f"--cpus-per-worker must be > 0, got {cpus:g}")
+    for name, need, have in (("GPU", workers * gpus, resources.get("GPU", 0)),
+                             ("CPU", workers * cpus + 0.25, resources.get("CPU", 0))):  # fmt: skip
+        if need > have:
+            message = (
+                f"warning: {workers} worker(s) and the read stage need {need:g} {name}s; the Ray cluster has "
+                f"{have:g} now, so the job waits until it grows (an autoscaler) or forever"
+            )
+            print(message, file=sys.stderr)
     return workers, cpus, gpus
 
 
