@@ -8,8 +8,8 @@ the files' modification times), Ray's overhead against the local engine on both,
 implies for N workers (an upper bound: it assumes each worker has its own device and the reads keep up).
 
 Bounded: a few images, ``--repeats`` runs per engine, interleaved (local, ray, local, ray: a change of the machine's
-load hits both), medians reported. The Ray cluster (``ray.init(num_cpus=...)``) starts once; its start time is added
-to Ray's end-to-end time.
+load hits both), medians reported. Each run is a fresh process in a session of its own (see :func:`spawn`); the Ray
+run starts its own local cluster (``ray.init(num_cpus=...)``), whose start counts in its end-to-end time.
 
 Usage::
 
@@ -18,9 +18,11 @@ Usage::
 """
 
 import argparse
+import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -90,6 +92,37 @@ def run(engine: str, images: str, out: str, config: str, ckpt: str, args: argpar
     return {"total": total, "end_to_end": args.images / total, "steady": steady_rate(out)}
 
 
+def child(args: argparse.Namespace) -> None:
+    """One engine's job in this (fresh) process; prints its timings as JSON on the last line."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    folder = args.folder
+    images, config, ckpt = (os.path.join(folder, "images"), os.path.join(folder, "config.py"),
+                            os.path.join(folder, "random.pt"))  # fmt: skip
+    start = time.perf_counter()
+    if args.child == "ray":
+        import ray
+
+        ray.init(num_cpus=args.cpus, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+    result = run(args.child, images, args.out, config, ckpt, args)
+    result["total"] = time.perf_counter() - start  # with the cluster's start for Ray
+    result["end_to_end"] = args.images / result["total"]
+    print(json.dumps(result))
+
+
+def spawn(engine: str, out: str, folder: str) -> dict:
+    """Run one engine in a new process and session. A session of its own puts the process in its own scheduling
+    group (Linux autogroup), as Ray's workers are; without it, on a shared machine, the local engine competes in
+    the caller's group and looks slower than it is."""
+    command = [sys.executable, os.path.abspath(__file__), *sys.argv[1:], "--child", engine, "--out", out]
+    command += ["--folder", folder]
+    done = subprocess.run(command, capture_output=True, text=True, start_new_session=True, timeout=1800)
+    if done.returncode != 0:
+        raise RuntimeError(f"{engine} run failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=8)
@@ -100,36 +133,28 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads per worker, both engines")
     parser.add_argument("--cpus", type=int, default=os.cpu_count(), help="CPUs of the local Ray cluster")
     parser.add_argument("--repeats", type=int, default=2, help="runs per engine, interleaved (median reported)")
+    parser.add_argument("--child", choices=["local", "ray"], help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    parser.add_argument("--folder", help=argparse.SUPPRESS)
     parser.add_argument("--scale", type=int, nargs="*", default=[8, 64, 512], help="N workers to extrapolate to")
     args = parser.parse_args()
     if not 2 <= args.images <= 200 or not 1 <= args.repeats <= 5:
         parser.error("--images must be in 2..200 and --repeats in 1..5 (bounded benchmark)")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    import ray
-    import torch
-
-    torch.set_num_threads(args.threads)
+    if args.child:
+        return child(args)
     folder = tempfile.mkdtemp(prefix="bench-distributed-")
     results = {"local": [], "ray": []}
     try:
-        images, config, ckpt = prepare(folder, args)
-        started = time.perf_counter()
-        ray.init(num_cpus=args.cpus, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
-        ray_start = time.perf_counter() - started
-        try:
-            for repeat in range(args.repeats):  # interleaved, so a change of the machine's load hits both engines
-                for engine in ("local", "ray"):
-                    out = os.path.join(folder, f"{engine}{repeat}")
-                    results[engine].append(run(engine, images, out, config, ckpt, args))
-        finally:
-            ray.shutdown()
+        prepare(folder, args)
+        for repeat in range(args.repeats):  # interleaved, so a change of the machine's load hits both engines
+            for engine in ("local", "ray"):
+                results[engine].append(spawn(engine, os.path.join(folder, f"{engine}{repeat}"), folder))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     summary = {}
     for engine, runs in results.items():
         summary[engine] = {key: statistics.median(r[key] for r in runs) for key in ("total", "end_to_end", "steady")}
-    summary["ray"]["total"] += ray_start  # the cluster starts once per job
-    summary["ray"]["end_to_end"] = args.images / summary["ray"]["total"]
 
     print(
         f"\n{args.images} images {args.size}x{args.size * 4 // 3}, SAM 2.1 tiny (random weights) at "
