@@ -131,11 +131,16 @@ def load_prompts(path: str, num_frames: Optional[int] = None) -> List[ObjectProm
             data = json.load(file)
     except json.JSONDecodeError as error:
         raise PromptsError(f"{path}: not valid JSON ({error})") from None
+    return parse_prompts(data, path, os.path.dirname(os.path.abspath(path)), num_frames)
+
+
+def parse_prompts(data: Any, path: str, base_dir: str, num_frames: Optional[int] = None) -> List[ObjectPrompt]:
+    """Validate prompts already read as JSON (``path`` names them in errors; mask paths are relative to
+    ``base_dir``), e.g. the inline prompts of a batch manifest line."""
     if not isinstance(data, dict) or not isinstance(data.get("objects"), list):
         raise PromptsError(f'{path}: expected {{"objects": [...]}} with one entry per object and frame')
     if not data["objects"]:
         raise PromptsError(f"{path}: 'objects' is empty; nothing to track")
-    base_dir = os.path.dirname(os.path.abspath(path))
     prompts, seen = [], set()
     for i, entry in enumerate(data["objects"]):
         where = f"{path}: objects[{i}]"

@@ -14,7 +14,7 @@ is later, so every frame gets a mask. The prompts file format is documented in :
 
 import argparse
 import os
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -31,6 +31,7 @@ from ssseg.samv2.overlay import index_mask_image, render_index_overlay
 from ssseg.samv2.prompts import ObjectPrompt, PromptsError, check_frames, load_prompts
 
 DEFAULT_FPS = 24.0
+MANIFEST_SUFFIX = ".jsonl"
 
 
 def add_parser(sub) -> None:
@@ -43,12 +44,21 @@ def add_parser(sub) -> None:
         '{"objects": [{"id": 1, "frame": 0, "points": [[x, y], ...], "labels": [1, ...], "box": [x0, y0, x1, y1]}]}'
         " (see docs/cli.md).",
     )
-    parser.add_argument("input", help="a video file (mp4, avi, mov, mkv, ...) or a folder of <index>.jpg frames")
-    parser.add_argument("--prompts", required=True, help="prompts JSON file")
-    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument(
+        "input",
+        help="a video file (mp4, avi, mov, mkv, ...) or a folder of <index>.jpg frames; or a manifest (.jsonl, one "
+        '{"video": ..., "prompts": {...}} or {"video": ..., "prompts_file": ...} per line) for a batch job',
+    )
+    parser.add_argument("--prompts", help="prompts JSON file (one video)")
+    parser.add_argument(
+        "--out", required=True, help="output folder (a manifest: a folder or URI, one subfolder per video)"
+    )
     parser.add_argument("--fps", type=float, help="frame rate of overlay.mp4 (default: the video's, else 24)")
     parser.add_argument("--no-overlay", action="store_true", help="do not write overlay.mp4")
     add_model_arguments(parser)
+    from ssseg.samv2.batch.cli import add_engine_arguments
+
+    add_engine_arguments(parser)
     parser.set_defaults(run=run_video)
 
 
@@ -85,7 +95,7 @@ def video_fps(path: str) -> float:
     return fps if fps and 0 < fps < 1000 else DEFAULT_FPS
 
 
-def write_overlay(path: str, frames, masks_dir: str, num_frames: int, fps: float) -> None:
+def write_overlay(path: str, frames, masks_dir: str, num_frames: int, fps: float, progress: bool = True) -> None:
     """overlay.mp4 from the frames and the written mask PNGs (one frame in memory at a time)."""
     import cv2
     from PIL import Image
@@ -97,7 +107,7 @@ def write_overlay(path: str, frames, masks_dir: str, num_frames: int, fps: float
         if not writer.isOpened():
             raise CLIError("OpenCV cannot write MP4 here (no mp4v encoder); use --no-overlay")
         try:
-            for t in tqdm(range(num_frames), desc="overlay", unit="frame"):
+            for t in tqdm(range(num_frames), desc="overlay", unit="frame", disable=not progress):
                 with Image.open(os.path.join(masks_dir, f"{t:05d}.png")) as png:
                     ids = np.asarray(png)
                 drawn = render_index_overlay(frames.frame_rgb(t), ids)
@@ -109,10 +119,16 @@ def write_overlay(path: str, frames, masks_dir: str, num_frames: int, fps: float
 
 
 def run_video(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from ssseg.modules.models.segmentors.samv2 import SAMV2VideoPredictor
 
+    if args.input.endswith(MANIFEST_SUFFIX):
+        from ssseg.samv2.batch.cli import run_video_manifest
+
+        return run_video_manifest(args)
+    if args.engine != "local":
+        raise CLIError(f"--engine {args.engine} runs a manifest of videos ({MANIFEST_SUFFIX}), not one video")
+    if args.prompts is None:
+        raise CLIError(f"--prompts is required for one video (or give a manifest, {MANIFEST_SUFFIX})")
     if not os.path.exists(args.input):
         raise CLIError(f"video not found: {args.input}")
     if args.fps is not None and not args.fps > 0:
@@ -122,50 +138,77 @@ def run_video(args: argparse.Namespace) -> int:
     except PromptsError as error:
         raise CLIError(str(error)) from None
     predictor = SAMV2VideoPredictor(model=build_model(args, video=True))
-    try:
-        state = predictor.initstate(args.input)
-    except (ValueError, FileNotFoundError, TypeError) as error:
-        raise CLIError(f"cannot read video {args.input}: {error}") from None
-    try:
-        check_frames(prompts, state.num_frames, args.prompts)
-    except PromptsError as error:
-        raise CLIError(str(error)) from None
-
-    masks_dir = os.path.join(args.out, "masks")
-    os.makedirs(masks_dir, exist_ok=True)
-    areas: Dict[int, Dict[int, int]] = {}
-    with autocast(args):
-        for i, prompt in sorted(enumerate(prompts), key=lambda item: item[1].frame):
-            add_prompt(predictor, state, prompt, f"{args.prompts}: objects[{i}]")
-        first = min(p.frame for p in prompts)
-        passes = [dict(start_frame_idx=first, reverse=False)]
-        if first > 0:
-            passes.append(dict(start_frame_idx=first, reverse=True))
-        with tqdm(total=state.num_frames, desc="tracking", unit="frame") as progress:
-            for options in passes:
-                for frame_idx, obj_ids, logits in predictor.propagateinvideo(state, **options):
-                    ids = index_map(obj_ids, logits)
-                    write_png_atomic(os.path.join(masks_dir, f"{frame_idx:05d}.png"), index_mask_image(ids))
-                    counts = np.bincount(ids.reshape(-1), minlength=256)
-                    areas[frame_idx] = {int(o): int(counts[o]) for o in obj_ids}
-                    if not (options["reverse"] and frame_idx == first):  # the start frame is yielded twice
-                        progress.update(1)
-    obj_ids = [int(o) for o in state.obj_ids]
-    if not args.no_overlay:
-        fps = args.fps or video_fps(args.input)
-        write_overlay(os.path.join(args.out, "overlay.mp4"), state.frames, masks_dir, state.num_frames, fps)
-    summary = {
-        "input": os.path.abspath(args.input),
-        "num_frames": state.num_frames,
-        "height": state.video_height,
-        "width": state.video_width,
-        "objects": obj_ids,
-        "masks": "masks/%05d.png",
-        "overlay": None if args.no_overlay else "overlay.mp4",
-        "area_per_frame": [areas.get(t, {o: 0 for o in obj_ids}) for t in range(state.num_frames)],
-    }
-    write_json_atomic(os.path.join(args.out, "summary.json"), summary)
-    state.close()
-    print(f"tracked {len(obj_ids)} object(s) over {state.num_frames} frames; wrote masks/, summary.json", end="")
+    summary = track_video(
+        predictor, args.input, prompts, args.prompts, args.out, autocast(args), not args.no_overlay, args.fps
+    )
+    print(f"tracked {len(summary['objects'])} object(s) over {summary['num_frames']} frames; wrote masks/, "
+          "summary.json", end="")  # fmt: skip
     print("" if args.no_overlay else " and overlay.mp4", f"to {args.out}")
     return 0
+
+
+def track_video(
+    predictor,
+    video: str,
+    prompts: List[ObjectPrompt],
+    where: str,
+    out: str,
+    autocast_context,
+    overlay: bool = True,
+    fps: Optional[float] = None,
+    progress: bool = True,
+    input_name: Optional[str] = None,
+) -> dict:
+    """Track ``prompts`` through ``video`` (a local file or JPEG folder) and write ``masks/``, ``overlay.mp4`` (with
+    ``overlay``) and ``summary.json`` (last) into the local folder ``out``; returns the summary. ``where`` names the
+    prompts in errors; ``input_name`` is the summary's ``input`` (default: the video's absolute path). Shared by the
+    ``video`` command and the batch job."""
+    from tqdm import tqdm
+
+    try:
+        state = predictor.initstate(video)
+    except (ValueError, FileNotFoundError, TypeError) as error:
+        raise CLIError(f"cannot read video {input_name or video}: {error}") from None
+    try:
+        try:
+            check_frames(prompts, state.num_frames, where)
+        except PromptsError as error:
+            raise CLIError(str(error)) from None
+        masks_dir = os.path.join(out, "masks")
+        os.makedirs(masks_dir, exist_ok=True)
+        areas: Dict[int, Dict[int, int]] = {}
+        with autocast_context:
+            for i, prompt in sorted(enumerate(prompts), key=lambda item: item[1].frame):
+                add_prompt(predictor, state, prompt, f"{where}: objects[{i}]")
+            first = min(p.frame for p in prompts)
+            passes = [dict(start_frame_idx=first, reverse=False)]
+            if first > 0:
+                passes.append(dict(start_frame_idx=first, reverse=True))
+            with tqdm(total=state.num_frames, desc="tracking", unit="frame", disable=not progress) as bar:
+                for options in passes:
+                    for frame_idx, obj_ids, logits in predictor.propagateinvideo(state, **options):
+                        ids = index_map(obj_ids, logits)
+                        write_png_atomic(os.path.join(masks_dir, f"{frame_idx:05d}.png"), index_mask_image(ids))
+                        counts = np.bincount(ids.reshape(-1), minlength=256)
+                        areas[frame_idx] = {int(o): int(counts[o]) for o in obj_ids}
+                        if not (options["reverse"] and frame_idx == first):  # the start frame is yielded twice
+                            bar.update(1)
+        obj_ids = [int(o) for o in state.obj_ids]
+        if overlay:
+            rate = fps or video_fps(video)
+            path = os.path.join(out, "overlay.mp4")
+            write_overlay(path, state.frames, masks_dir, state.num_frames, rate, progress)
+        summary = {
+            "input": input_name or os.path.abspath(video),
+            "num_frames": state.num_frames,
+            "height": state.video_height,
+            "width": state.video_width,
+            "objects": obj_ids,
+            "masks": "masks/%05d.png",
+            "overlay": "overlay.mp4" if overlay else None,
+            "area_per_frame": [areas.get(t, {o: 0 for o in obj_ids}) for t in range(state.num_frames)],
+        }
+        write_json_atomic(os.path.join(out, "summary.json"), summary)  # last: its presence marks the video done
+    finally:
+        state.close()
+    return summary
