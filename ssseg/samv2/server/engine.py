@@ -165,7 +165,7 @@ def image_clear(session: ImageSession, object_id: Optional[int]) -> Dict[str, An
 def everything(session: ImageSession, model, options: Dict[str, Any]) -> Dict[str, Any]:
     """Automatic mask generation on the session's image: the records of ``ssseg-samv2 amg``, largest first."""
     from ssseg.modules.models.segmentors.samv2 import SAMV2AutomaticMaskGenerator
-    from ssseg.samv2.amgcmd import annotations
+    from ssseg.samv2.batch.amgjob import annotations
 
     options = dict(options)
     use_m2m = options.pop("use_m2m", False)

@@ -5,7 +5,7 @@ from typing import List, Literal, Optional, Tuple
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from ssseg.samv2.amgcmd import GENERATOR_OPTIONS
+from ssseg.samv2.batch.amgjob import GENERATOR_OPTIONS
 
 
 class Body(BaseModel):
