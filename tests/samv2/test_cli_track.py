@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 
-import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -16,6 +15,7 @@ from PIL import Image
 from ssseg.samv2.cli import main
 from tests.conftest import make_test_image
 from tests.samv2.test_cli_video import count_video_frames
+from tests.samv2.test_video import write_video
 
 HEIGHT, WIDTH = 48, 64
 
@@ -23,19 +23,7 @@ HEIGHT, WIDTH = 48, 64
 def write_mp4(path, num_frames: int, seed: int = 9):
     """An mp4v file of frames made in code; returns the frames as OpenCV decodes them (RGB)."""
     base = make_test_image(HEIGHT, WIDTH, seed=seed)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (WIDTH, HEIGHT))
-    assert writer.isOpened(), "OpenCV cannot write mp4v here"
-    for i in range(num_frames):
-        writer.write(cv2.cvtColor(np.roll(base, 2 * i, axis=1), cv2.COLOR_RGB2BGR))
-    writer.release()
-    capture = cv2.VideoCapture(str(path))
-    decoded = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        decoded.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-    capture.release()
+    decoded = write_video(path, [np.roll(base, 2 * i, axis=1) for i in range(num_frames)], "mp4v")
     assert len(decoded) == num_frames, f"wrote {num_frames} frames, decoded {len(decoded)}"
     return decoded
 
