@@ -178,7 +178,8 @@ def test_bad_source_is_one_line_exit_2(kind, small_config, tmp_path, capsys):
 
 def test_bad_arguments_and_prompts(clip, small_config, tmp_path, capsys):
     path, _ = clip
-    bad_prompt = write_prompts(tmp_path, [{"id": 1, "frame": 0, "points": [[500, 5]], "labels": [1]}])
+    (tmp_path / "bad").mkdir()
+    bad_prompt = write_prompts(tmp_path / "bad", [{"id": 1, "frame": 0, "points": [[500, 5]], "labels": [1]}])
     cases = [
         (["--max-frames", "0"], write_prompts(tmp_path), "--max-frames must be >= 1"),
         ([], str(tmp_path / "missing.json"), "prompts file not found"),
