@@ -249,6 +249,8 @@ def open_reader(source: FramesLike) -> FrameReader:
         TypeError: ``source`` has an unsupported type.
         ValueError: the source is empty or malformed (see the readers).
     """
+    if isinstance(source, FrameReader):  # a reader of its own kind (e.g. the live stream's latest frames)
+        return source
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
         if os.path.isdir(path):

@@ -375,12 +375,13 @@ class VideoTracker:
         radius = self.context_radius()
         groups: Dict[Tuple, List[int]] = {}
         for i in indices:
-            obj = objs[i]
-            neighbours = tuple(
-                t for t in range(frame_idx - radius, frame_idx + radius + 1) if t in obj.non_cond_outputs
-            )
-            groups.setdefault((tuple(obj.cond_outputs), neighbours), []).append(i)
+            groups.setdefault(self._memory_layout(objs[i], frame_idx, radius), []).append(i)
         return list(groups.values())
+
+    def _memory_layout(self, obj: ObjectState, frame_idx: int, radius: int) -> Tuple:
+        """What decides an object's batch on a frame: its conditioning frames and its tracked neighbours."""
+        neighbours = tuple(t for t in range(frame_idx - radius, frame_idx + radius + 1) if t in obj.non_cond_outputs)
+        return tuple(obj.cond_outputs), neighbours
 
     def _propagate(
         self, state: VideoInferenceState, processing_order: Sequence[int], reverse: bool
