@@ -1,15 +1,15 @@
 """``ssseg-samv2`` (also ``python -m ssseg.samv2``): SAM 2 / SAM 2.1 inference from the command line.
 
-Subcommands: ``image`` (clicks / boxes on one image), ``amg`` (automatic masks for an image or a folder, resumable)
-and ``video`` (tracking from a prompts file). Errors are one readable line and exit code 2; ``--debug`` shows the
-traceback. The reference is docs/cli.md.
+Subcommands: ``image`` (clicks / boxes on one image), ``amg`` (automatic masks for an image or a folder, resumable),
+``video`` (tracking from a prompts file) and ``export`` (ONNX graphs, which the others run with ``--onnx DIR``).
+Errors are one readable line and exit code 2; ``--debug`` shows the traceback. The reference is docs/cli.md.
 """
 
 import argparse
 import sys
 from typing import Optional, Sequence
 
-from ssseg.samv2 import amgcmd, imagecmd, videocmd
+from ssseg.samv2 import amgcmd, exportcmd, imagecmd, videocmd
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -17,8 +17,8 @@ def make_parser() -> argparse.ArgumentParser:
         prog="ssseg-samv2",
         description="SAM 2 / SAM 2.1 inference: image prompts, automatic masks, video tracking",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{image,amg,video}")
-    for command in (imagecmd, amgcmd, videocmd):
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{image,amg,video,export}")
+    for command in (imagecmd, amgcmd, videocmd, exportcmd):
         command.add_parser(sub)
     return parser
 
