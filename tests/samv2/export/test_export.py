@@ -11,6 +11,7 @@ import torch
 
 from ssseg.modules.models.segmentors.samv2 import onnxbackend as spec
 from ssseg.modules.models.segmentors.samv2.samv2 import MemoryBank
+from ssseg.samv2.export.exporter import real_rope
 
 
 def dims(value_info):
@@ -112,7 +113,12 @@ def test_dynamic_memory_counts(onnx_dir, small_model):
         (fused,) = attention.run(None, feed)
         with torch.no_grad():
             ref = small_model.attend_memory(curr, curr_pos, bank)
-        close(f"memory attention, {objects} objects, {frames} memories, {ptrs} pointers", fused, ref, 1e-3, 1e-5)
+            with real_rope(small_model):
+                # the same model with the exported (real) rotation: its distance to the complex one is the float32
+                # noise floor of these random inputs (about 1e-3 here; 3e-4 on the video test's real features)
+                floor = (small_model.attend_memory(curr, curr_pos, bank) - ref).abs().max().item()
+        what = f"memory attention, {objects} objects, {frames} memories, {ptrs} pointers"
+        close(what, fused, ref, max(1e-3, 3 * floor))
 
         pix_feat = torch.randn(objects, 256, 16, 16, generator=gen)
         mask = torch.rand(objects, 1, 256, 256, generator=gen)
