@@ -53,6 +53,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--ckpt", help="checkpoint file or URL (default: the variant's official weights)")
     group.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     group.add_argument("--dtype", default="float32", choices=DTYPES, help="compute dtype (autocast for bf16/fp16)")
+    group.add_argument("--onnx", metavar="DIR", help="run the folder of 'ssseg-samv2 export' on ONNX Runtime (CPU)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
@@ -68,6 +69,14 @@ def build_model(args: argparse.Namespace, video: bool = False):
         if not torch.cuda.is_available():
             raise CLIError("--device cuda was asked for but no CUDA GPU is available")
     extra = {"binarize_mask_from_pts_for_mem_enc": True} if video else None
+    if getattr(args, "onnx", None):
+        from ssseg.modules.models.segmentors.samv2.build import selectmodel
+
+        if args.device != "cpu" or args.dtype != "float32":
+            raise CLIError("--onnx runs float32 on ONNX Runtime's CPU provider: leave --device and --dtype unset")
+        if not os.path.isdir(args.onnx):
+            raise CLIError(f"--onnx folder not found: {args.onnx}")
+        return selectmodel(onnxdir=args.onnx, extra_options=extra)
     if args.config:
         cfg, url = loadconfigfile(args.config)
         return buildsamv2(cfg, ckptpath=args.ckpt or url, device=args.device, extra_options=extra)

@@ -1,7 +1,7 @@
 """Building SAM 2 models by variant name or config dict, and the predictors' shared model selection."""
 
 import copy
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Optional, Sequence, Union
 
 import torch
 
@@ -9,6 +9,7 @@ from ssseg.configs.samv2 import VARIANTS, getconfig
 
 from .checkpoint import load_checkpoint
 from .samv2 import SAMV2
+from .samv2logic import SAMV2Logic
 
 # the predictors' use_default_* flags: suffix -> variant size
 DEFAULT_FLAG_SIZES = {"t": "tiny", "s": "small", "bplus": "base_plus", "l": "large"}
@@ -74,10 +75,13 @@ def selectmodel(
     device: Optional[Union[str, torch.device]] = None,
     apply_postprocessing: bool = True,
     extra_options: Optional[Dict[str, Any]] = None,
+    onnxdir: Optional[str] = None,
+    providers: Optional[Sequence[Any]] = None,
     **default_flags: bool,
-) -> SAMV2:
+) -> SAMV2Logic:
     """The model a predictor wraps: an already built ``model``, or exactly one ``use_default_samv2*_<size>=True``
-    flag, or a ``samv2_cfg`` dict. Anything else is a ``ValueError`` naming the choices.
+    flag, or a ``samv2_cfg`` dict, or ``onnxdir``: a folder written by ``ssseg-samv2 export``, run by ONNX Runtime
+    with ``providers`` (CPU by default). Anything else is a ``ValueError`` naming the choices.
 
     ``device=None`` leaves a given ``model`` where it is (it may serve other predictors) and builds new ones on the CPU.
     """
@@ -89,16 +93,26 @@ def selectmodel(
         if value:
             version = "sam2.1" if prefix.endswith("21") else "sam2"
             flags[name] = f"{version}_hiera_{DEFAULT_FLAG_SIZES[size]}"
-    chosen = len(flags) + (samv2_cfg is not None) + (model is not None)
+    chosen = len(flags) + (samv2_cfg is not None) + (model is not None) + (onnxdir is not None)
     if chosen != 1:
         choices = ", ".join(f"use_default_samv2{v}_{s}" for v in ("", "1") for s in DEFAULT_FLAG_SIZES)
         given = list(flags) + (["samv2_cfg"] if samv2_cfg is not None else []) + (["model"] if model else [])
+        given += ["onnxdir"] if onnxdir is not None else []
         raise ValueError(
-            f"choose exactly one model: one of {choices} set to True, a samv2_cfg dict, or model=; "
+            f"choose exactly one model: one of {choices} set to True, a samv2_cfg dict, model= or onnxdir=; "
             f"got {given or 'none'}"
         )
+    if providers is not None and onnxdir is None:
+        raise ValueError("providers= chooses ONNX Runtime's execution providers: it needs onnxdir=")
+    if onnxdir is not None:
+        if ckptpath is not None:
+            raise ValueError("ckptpath= does not apply to onnxdir=: the weights are in the exported graphs")
+        from .onnxbackend import ONNXSAMV2  # onnxruntime is optional
+
+        onnx_model = ONNXSAMV2(onnxdir, providers, apply_postprocessing, extra_options)
+        return onnx_model if device is None else onnx_model.to(device)
     if model is not None:
-        if not isinstance(model, SAMV2):
+        if not isinstance(model, SAMV2Logic):
             raise TypeError(f"model= must be a SAMV2 network (from buildsamv2), got {type(model).__name__}")
         return (model if device is None else model.to(device)).eval()
     name_or_cfg = samv2_cfg if samv2_cfg is not None else next(iter(flags.values()))

@@ -42,6 +42,8 @@ class SAMV2ImagePredictor:
     ``ckptpath``), or an already built ``model=`` shared with other predictors. ``ckptpath`` (file or URL)
     overrides where the weights come from. ``device`` ('cpu', 'cuda'): where a new model is built (default CPU); a
     given ``model`` stays where it is unless ``device`` is set.
+    ``onnxdir=DIR`` instead runs a model exported by ``ssseg-samv2 export`` on ONNX Runtime (``providers``: its
+    execution providers, CPU by default), with the same host code (see docs/export.md).
 
     Postprocessing of the low-resolution logits, before upsampling: background regions of at most
     ``max_hole_area`` pixels are filled and foreground regions of at most ``max_sprinkle_area`` pixels removed.
@@ -65,6 +67,8 @@ class SAMV2ImagePredictor:
         max_hole_area: float = 0.0,
         max_sprinkle_area: float = 0.0,
         apply_postprocessing: bool = True,
+        onnxdir: Optional[str] = None,
+        providers: Optional[Sequence[Any]] = None,
     ) -> None:
         self.model = selectmodel(
             model=model,
@@ -72,6 +76,8 @@ class SAMV2ImagePredictor:
             ckptpath=ckptpath,
             device=device,
             apply_postprocessing=apply_postprocessing,
+            onnxdir=onnxdir,
+            providers=providers,
             use_default_samv2_t=use_default_samv2_t,
             use_default_samv2_s=use_default_samv2_s,
             use_default_samv2_bplus=use_default_samv2_bplus,
@@ -108,13 +114,7 @@ class SAMV2ImagePredictor:
     @torch.inference_mode()
     def embed(self, images: torch.Tensor) -> Dict[str, Any]:
         """Image embedding (``B x C x h x w``) and the two high-resolution levels of a ``B x 3 x S x S`` batch."""
-        backbone_out = self.model.forward_image(images.to(self.device))
-        vision_feats, _, _ = self.model.prepare_backbone_features(backbone_out)
-        if self.model.directly_add_no_mem_embed:
-            # the image path is a video frame without memory
-            vision_feats[-1] = vision_feats[-1] + self.model.no_mem_embed
-        feats = [SAMV2.seq_to_map(x, size) for x, size in zip(vision_feats, self.bb_feat_sizes)]
-        return {"image_embed": feats[-1], "high_res_feats": feats[:-1]}
+        return self.model.embed_image(images.to(self.device))
 
     def setimage(self, image: ImageLike) -> None:
         """Compute the embedding of one image (``H x W x 3`` uint8 RGB array or PIL image; gray/RGBA converted)."""
@@ -202,7 +202,7 @@ class SAMV2ImagePredictor:
             masks = torch.as_tensor(np.asarray(mask_input), dtype=torch.float, device=self.device)
             if masks.ndim == 3:
                 masks = masks[None]
-            expected = self.model.sam_prompt_encoder.mask_input_size
+            expected = self.model.mask_input_size
             if masks.ndim != 4 or masks.shape[1] != 1 or tuple(masks.shape[-2:]) != tuple(expected):
                 raise ValueError(
                     f"mask_input must be 1 x {expected[0]} x {expected[1]} (or B x 1 x ...) low-resolution logits "
@@ -241,16 +241,13 @@ class SAMV2ImagePredictor:
                 points = (box_coords, box_labels)
             else:
                 points = (torch.cat([box_coords, points[0]], dim=1), torch.cat([box_labels, points[1]], dim=1))
-        sparse, dense = self.model.sam_prompt_encoder(points=points, boxes=None, masks=mask_input)
-        batched = points is not None and points[0].shape[0] > 1
-        low_res, scores, _, _ = self.model.sam_mask_decoder(
-            image_embeddings=self.features["image_embed"][img_idx].unsqueeze(0),
-            image_pe=self.model.sam_prompt_encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=multimask_output,
-            repeat_image=batched,
-            high_res_features=[level[img_idx].unsqueeze(0) for level in self.features["high_res_feats"]],
+        low_res, scores, _, _ = self.model.decode_prompts(
+            self.features["image_embed"][img_idx].unsqueeze(0),
+            [level[img_idx].unsqueeze(0) for level in self.features["high_res_feats"]],
+            points,
+            mask_input,
+            multimask_output,
+            repeat_image=points is not None and points[0].shape[0] > 1,
         )
         masks = self.transforms.postprocess_masks(low_res, self.orig_hw[img_idx])
         low_res = torch.clamp(low_res, -32.0, 32.0)

@@ -156,6 +156,18 @@ class MaskDecoder(nn.Module):
             repeat_image=repeat_image,
             high_res_features=high_res_features,
         )
+        return self.select_outputs(masks, iou_pred, mask_tokens_out, object_score_logits, multimask_output)
+
+    def select_outputs(
+        self,
+        masks: torch.Tensor,
+        iou_pred: torch.Tensor,
+        mask_tokens_out: torch.Tensor,
+        object_score_logits: torch.Tensor,
+        multimask_output: bool,
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The outputs of :meth:`forward` from those of :meth:`predict_masks` (separate so that an export can take
+        both choices of ``multimask_output`` from one decoder run)."""
         if multimask_output:
             masks, iou_pred = masks[:, 1:], iou_pred[:, 1:]
         elif self.dynamic_multimask_via_stability and not self.training:
@@ -263,8 +275,10 @@ class MaskDecoder(nn.Module):
         """
         multi_iou = all_iou_scores[:, 1:]
         best = multi_iou.argmax(dim=-1, keepdim=True) + 1  # index into all outputs, skipping the single mask
-        best_logits = torch.take_along_dim(all_mask_logits, best[:, :, None, None], dim=1)
-        best_iou = torch.take_along_dim(all_iou_scores, best, dim=1)
+        # gather with an explicit expand (not take_along_dim, whose broadcast fixes the batch size in an export)
+        index = best[:, :, None, None].expand(-1, -1, *all_mask_logits.shape[-2:])
+        best_logits = torch.gather(all_mask_logits, 1, index)
+        best_iou = torch.gather(all_iou_scores, 1, best)
         single_logits = all_mask_logits[:, :1]
         single_iou = all_iou_scores[:, :1]
         is_stable = self.stability_scores(single_logits) >= self.dynamic_multimask_stability_thresh

@@ -210,6 +210,7 @@ class SAMV2AutomaticMaskGenerator:
     ``samv2_cfg`` dict (with ``ckptpath``), or ``model=``: an already built :class:`SAMV2` or an existing
     :class:`SAMV2ImagePredictor`, whose model is then shared (not loaded again, not moved unless ``device`` is
     given; the predictor's own image state is not touched). ``device`` defaults to the shared model's, else CPU.
+    ``onnxdir`` (with ``providers``) runs the model exported by ``ssseg-samv2 export`` on ONNX Runtime instead.
 
     Args:
         output_mode: ``"binary_mask"`` (``H x W`` bool arrays), ``"uncompressed_rle"`` or ``"coco_rle"``
@@ -250,6 +251,8 @@ class SAMV2AutomaticMaskGenerator:
         apply_postprocessing: bool = True,
         model: Optional[Union[SAMV2, SAMV2ImagePredictor]] = None,
         progress: bool = False,
+        onnxdir: Optional[str] = None,
+        providers: Optional[Sequence[Any]] = None,
     ) -> None:
         if (points_per_side is None) == (point_grids is None):
             raise ValueError("exactly one of points_per_side and point_grids must be given (set the other to None)")
@@ -303,6 +306,8 @@ class SAMV2AutomaticMaskGenerator:
             max_hole_area=min_mask_region_area,
             max_sprinkle_area=min_mask_region_area,
             apply_postprocessing=apply_postprocessing,
+            onnxdir=onnxdir,
+            providers=providers,
         )
         self.points_per_batch = points_per_batch
         self.pred_iou_thresh = pred_iou_thresh
@@ -455,15 +460,13 @@ class SAMV2AutomaticMaskGenerator:
         """
         model = self.predictor.model
         features = self.predictor.features
-        sparse, dense = model.sam_prompt_encoder(points=(coords, labels), boxes=None, masks=mask_input)
-        low_res, iou_preds, _, _ = model.sam_mask_decoder(
-            image_embeddings=features["image_embed"][-1:],
-            image_pe=model.sam_prompt_encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=multimask_output,
+        low_res, iou_preds, _, _ = model.decode_prompts(
+            features["image_embed"][-1:],
+            [level[-1:] for level in features["high_res_feats"]],
+            (coords, labels),
+            mask_input,
+            multimask_output,
             repeat_image=coords.shape[0] > 1,
-            high_res_features=[level[-1:] for level in features["high_res_feats"]],
         )
         return low_res.float(), iou_preds.float()
 

@@ -72,6 +72,15 @@ def rotate_pairs_(x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def rotate_pairs_real(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Out-of-place :func:`rotate_pairs_` with real ``cos`` / ``sin`` tables (``N x c/2`` each): the same rotation
+    without complex tensors, which the ONNX exporter cannot translate. Equal up to rounding, so it is only used for
+    export (see :attr:`RoPEAttention.real_rotation`)."""
+    pairs = x.unflatten(-1, (-1, 2))
+    a, b = pairs[..., 0], pairs[..., 1]
+    return torch.stack([a * cos - b * sin, a * sin + b * cos], dim=-1).flatten(-2)
+
+
 class RoPEAttention(Attention):
     """:class:`Attention` with 2-D axial rotary position encoding of queries and keys.
 
@@ -103,6 +112,10 @@ class RoPEAttention(Attention):
         # (width, height); only a preferred layout for non-square grids, never a fixed size.
         self.feat_sizes = (int(feat_sizes[0]), int(feat_sizes[1]))
 
+    # Set (on a copy of the model) by the ONNX export: rotate with real cos / sin, out of place, and read the key
+    # frame count from the shapes; the PyTorch path keeps the complex in-place rotation (bit-identical to SAM 2).
+    real_rotation: bool = False
+
     def grid_size(self, num_tokens: int) -> Tuple[int, int]:
         """``(width, height)`` of the query grid holding ``num_tokens`` tokens."""
         if self.feat_sizes[0] * self.feat_sizes[1] == num_tokens:
@@ -125,6 +138,9 @@ class RoPEAttention(Attention):
 
         num_q = q.shape[-2]
         num_k_rope = k.shape[-2] - num_k_exclude_rope
+        if self.real_rotation:
+            q, k = self.rotate_real(q, k, num_k_rope)
+            return self.out_proj(self.merge_heads(self.attend(q, k, v)))
         if num_k_exclude_rope < 0 or num_k_rope < 0:
             raise ValueError(f"num_k_exclude_rope={num_k_exclude_rope} is outside [0, {k.shape[-2]}]")
         table = self.rope_table(num_q, q.device)
@@ -142,6 +158,17 @@ class RoPEAttention(Attention):
             rotate_pairs_(k_rope, table)
 
         return self.out_proj(self.merge_heads(self.attend(q, k, v)))
+
+    def rotate_real(self, q: torch.Tensor, k: torch.Tensor, num_k_rope: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Rotate ``q`` and the first ``num_k_rope`` keys (any number of query-grid frames) with real tables."""
+        num_q = q.shape[-2]
+        end_x, end_y = self.grid_size(num_q)
+        angles = axial_rope_angles(self.head_dim, end_x, end_y, self.rope_theta).to(q.device)
+        cos, sin = angles.cos(), angles.sin()
+        b, h, _, c = k.shape
+        k_rope = rotate_pairs_real(k[:, :, :num_k_rope].reshape(b, h, -1, num_q, c), cos, sin)
+        k = torch.cat([k_rope.reshape(b, h, -1, c), k[:, :, num_k_rope:]], dim=2)
+        return rotate_pairs_real(q, cos, sin), k
 
 
 AttentionSpec = Union[Dict, nn.Module]

@@ -5,11 +5,9 @@ network and the per-frame tracking step. Attribute names follow the official che
 ``strict=True``.
 """
 
-from dataclasses import dataclass
-from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ...backbones import BuildBackbone
@@ -18,41 +16,16 @@ from .fpnneck import FPNNeck, ImageEncoder
 from .maskdecoder import MaskDecoder
 from .memoryattention import MemoryAttention
 from .memoryencoder import MemoryEncoder
-from .memoryselection import recent_memory_frames, select_closest_cond_frames
 from .positionencoding import get_1d_sine_pe
 from .promptencoder import PromptEncoder
+from .samv2logic import NO_OBJ_SCORE, DecoderOutput, FrameOutput, MemoryBank, SAMHeadsOutput, SAMV2Logic
 from .twowaytransformer import TwoWayTransformer
 
-# logit given to every pixel of an object predicted absent
-NO_OBJ_SCORE = -1024.0
+__all__ = ["NO_OBJ_SCORE", "SAMV2", "DecoderOutput", "FrameOutput", "MemoryBank", "SAMHeadsOutput"]
 
 
-class SAMHeadsOutput(NamedTuple):
-    """Outputs of the prompt encoder + mask decoder on ``B`` prompts (M = 3 with multimask output, else 1)."""
-
-    low_res_multimasks: torch.Tensor  # B x M x 4h x 4w logits
-    high_res_multimasks: torch.Tensor  # B x M x image_size x image_size logits
-    ious: torch.Tensor  # B x M
-    low_res_masks: torch.Tensor  # B x 1 x 4h x 4w, the best of the M masks
-    high_res_masks: torch.Tensor  # B x 1 x image_size x image_size
-    obj_ptr: torch.Tensor  # B x C
-    object_score_logits: torch.Tensor  # B x 1
-
-
-@dataclass
-class FrameOutput:
-    """What the tracker keeps of one frame: its mask logits, object pointer and encoded memory."""
-
-    pred_masks: torch.Tensor  # B x 1 x 4h x 4w low-resolution mask logits
-    obj_ptr: torch.Tensor  # B x C
-    object_score_logits: torch.Tensor  # B x 1
-    pred_masks_high_res: Optional[torch.Tensor] = None  # B x 1 x S x S, dropped once the memory is encoded
-    maskmem_features: Optional[torch.Tensor] = None  # B x mem_dim x h x w
-    maskmem_pos_enc: Optional[torch.Tensor] = None  # B x mem_dim x h x w
-
-
-class SAMV2(nn.Module):
-    """Segment Anything Model 2.
+class SAMV2(SAMV2Logic, nn.Module):
+    """Segment Anything Model 2: the four networks; the logic around them is :class:`~.samv2logic.SAMV2Logic`.
 
     ``backbone`` is a backbone-registry config (the Hiera trunk); ``neck``, ``memory_attention`` and
     ``memory_encoder`` are the keyword arguments of their modules. The remaining options keep the names and meaning
@@ -177,6 +150,7 @@ class SAMV2(nn.Module):
             use_multimask_token_for_obj_ptr=use_multimask_token_for_obj_ptr,
             **(sam_mask_decoder_extra_args or {}),
         )
+        self.mask_input_size = tuple(self.sam_prompt_encoder.mask_input_size)
         if not use_obj_ptrs_in_encoder:
             self.obj_ptr_proj = nn.Identity()
         elif use_mlp_for_obj_ptr_proj:
@@ -217,197 +191,64 @@ class SAMV2(nn.Module):
             out["backbone_fpn"] = fpn
         return out
 
-    def prepare_backbone_features(
-        self, backbone_out: Dict[str, Any]
-    ) -> Tuple[List[torch.Tensor], List[torch.Tensor], List[Tuple[int, int]]]:
-        """Flatten the levels used by the heads to sequence-first ``HW x B x C`` tensors.
-
-        Returns ``(vision_feats, vision_pos_embeds, feat_sizes)``, lowest resolution last.
-        """
-        feature_maps = backbone_out["backbone_fpn"][-self.num_feature_levels :]
-        pos_maps = backbone_out["vision_pos_enc"][-self.num_feature_levels :]
-        feat_sizes = [(x.shape[-2], x.shape[-1]) for x in pos_maps]
-        vision_feats = [x.flatten(2).permute(2, 0, 1) for x in feature_maps]
-        vision_pos = [x.flatten(2).permute(2, 0, 1) for x in pos_maps]
-        return vision_feats, vision_pos, feat_sizes
-
-    @staticmethod
-    def seq_to_map(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-        """``HW x B x C`` -> ``B x C x H x W``."""
-        return x.permute(1, 2, 0).view(x.size(1), x.size(2), *size)
-
-    # ------------------------------------------------------------------ SAM heads
-    def forward_sam_heads(
+    # ------------------------------------------------------------------ prompts
+    def decode_prompts(
         self,
-        backbone_features: torch.Tensor,
-        point_inputs: Optional[Dict[str, torch.Tensor]] = None,
-        mask_inputs: Optional[torch.Tensor] = None,
-        high_res_features: Optional[List[torch.Tensor]] = None,
-        multimask_output: bool = False,
-    ) -> SAMHeadsOutput:
-        """Run the prompt encoder and mask decoder on ``B x C x h x w`` features (one prompt set per batch item).
-
-        ``point_inputs`` holds ``point_coords`` (B x P x 2, pixels of the S x S model input) and ``point_labels``
-        (B x P); ``mask_inputs`` is ``B x 1 x H x W`` (resized to the decoder's mask input size when needed).
-        """
-        batch = backbone_features.size(0)
-        device = backbone_features.device
-        if point_inputs is not None:
-            coords, labels = point_inputs["point_coords"], point_inputs["point_labels"]
-        else:
-            # a single padding point (label -1) stands for "no points"
-            coords = torch.zeros(batch, 1, 2, device=device)
-            labels = -torch.ones(batch, 1, dtype=torch.int32, device=device)
-        mask_prompt = None
-        if mask_inputs is not None:
-            mask_prompt = mask_inputs
-            if mask_inputs.shape[-2:] != self.sam_prompt_encoder.mask_input_size:
-                mask_prompt = F.interpolate(
-                    mask_inputs.float(),
-                    size=self.sam_prompt_encoder.mask_input_size,
-                    mode="bilinear",
-                    align_corners=False,
-                    antialias=True,
-                )
-        sparse, dense = self.sam_prompt_encoder(points=(coords, labels), boxes=None, masks=mask_prompt)
-        low_res_multimasks, ious, sam_tokens, object_score_logits = self.sam_mask_decoder(
-            image_embeddings=backbone_features,
-            image_pe=self.sam_prompt_encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=multimask_output,
-            repeat_image=False,
-            high_res_features=high_res_features,
+        image_embed: torch.Tensor,
+        high_res_feats: Optional[List[torch.Tensor]],
+        points: Optional[Tuple[torch.Tensor, torch.Tensor]],
+        mask_prompt: Optional[torch.Tensor],
+        multimask_output: bool,
+        repeat_image: bool = False,
+    ) -> DecoderOutput:
+        """Prompt encoder + mask decoder + object pointer (see :meth:`SAMV2Logic.decode_prompts`)."""
+        sparse, dense = self.sam_prompt_encoder(points=points, boxes=None, masks=mask_prompt)
+        raw = self.sam_mask_decoder.predict_masks(
+            image_embed,
+            self.sam_prompt_encoder.get_dense_pe(),
+            sparse,
+            dense,
+            repeat_image=repeat_image,
+            high_res_features=high_res_feats,
         )
-        is_obj_appearing = object_score_logits > 0
-        if self.pred_obj_scores:
-            # the memory sees a hard object / no-object decision, consistent with the predicted mask
-            low_res_multimasks = torch.where(is_obj_appearing[:, None, None], low_res_multimasks, NO_OBJ_SCORE)
-        low_res_multimasks = low_res_multimasks.float()
-        high_res_multimasks = F.interpolate(
-            low_res_multimasks, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False
-        )
+        return self.select_decoder_outputs(*raw, multimask_output=multimask_output)
 
+    def select_decoder_outputs(
+        self,
+        masks: torch.Tensor,
+        iou_pred: torch.Tensor,
+        mask_tokens_out: torch.Tensor,
+        object_score_logits: torch.Tensor,
+        multimask_output: bool,
+    ) -> DecoderOutput:
+        """The single- or multi-mask outputs of one decoder run (:meth:`MaskDecoder.predict_masks`), with the object
+        pointer of the best mask (the no-object pointer mixed in where the object is absent)."""
+        masks, ious, sam_tokens, object_score_logits = self.sam_mask_decoder.select_outputs(
+            masks, iou_pred, mask_tokens_out, object_score_logits, multimask_output
+        )
         sam_token = sam_tokens[:, 0]
-        if multimask_output:
-            best = torch.argmax(ious, dim=-1)
-            rows = torch.arange(batch, device=device)
-            low_res_masks = low_res_multimasks[rows, best].unsqueeze(1)
-            high_res_masks = high_res_multimasks[rows, best].unsqueeze(1)
-            if sam_tokens.size(1) > 1:
-                sam_token = sam_tokens[rows, best]
-        else:
-            low_res_masks, high_res_masks = low_res_multimasks, high_res_multimasks
-
+        if multimask_output and sam_tokens.size(1) > 1:
+            rows = torch.arange(sam_tokens.size(0), device=sam_tokens.device)
+            sam_token = sam_tokens[rows, torch.argmax(ious, dim=-1)]
         obj_ptr = self.obj_ptr_proj(sam_token)
         if self.pred_obj_scores:
             # unlike masks, the pointer may mix in the no-object pointer softly
-            appearing = object_score_logits.sigmoid() if self.soft_no_obj_ptr else is_obj_appearing.float()
+            appearing = object_score_logits.sigmoid() if self.soft_no_obj_ptr else (object_score_logits > 0).float()
             obj_ptr = self.mix_no_obj_ptr(obj_ptr, appearing)
-        return SAMHeadsOutput(
-            low_res_multimasks, high_res_multimasks, ious, low_res_masks, high_res_masks, obj_ptr, object_score_logits
-        )
-
-    def mix_no_obj_ptr(self, obj_ptr: torch.Tensor, appearing: torch.Tensor) -> torch.Tensor:
-        """Blend the learned no-object pointer in where the object is absent (``appearing`` is B x 1 in [0, 1])."""
-        if self.fixed_no_obj_ptr:
-            obj_ptr = appearing * obj_ptr
-        return obj_ptr + (1 - appearing) * self.no_obj_ptr
-
-    def use_mask_as_output(
-        self,
-        backbone_features: torch.Tensor,
-        high_res_features: Optional[List[torch.Tensor]],
-        mask_inputs: torch.Tensor,
-    ) -> SAMHeadsOutput:
-        """Turn a binary ``B x 1 x S x S`` mask input directly into output logits (+-10), skipping the decoder."""
-        out_scale, out_bias = 20.0, -10.0
-        mask_float = mask_inputs.float()
-        high_res_masks = mask_float * out_scale + out_bias
-        low_res_masks = F.interpolate(
-            high_res_masks,
-            size=(high_res_masks.size(-2) // 4, high_res_masks.size(-1) // 4),
-            mode="bilinear",
-            align_corners=False,
-            antialias=True,
-        )
-        ious = mask_inputs.new_ones(mask_inputs.size(0), 1).float()
-        if self.use_obj_ptrs_in_encoder:
-            # the decoder still produces a pointer from the (downsampled) mask
-            obj_ptr = self.forward_sam_heads(
-                backbone_features, mask_inputs=self.mask_downsample(mask_float), high_res_features=high_res_features
-            ).obj_ptr
-        else:
-            obj_ptr = torch.zeros(mask_inputs.size(0), self.hidden_dim, device=mask_inputs.device)
-        # the mask itself, not the decoder's object score, decides whether the object is present
-        appearing = torch.any(mask_float.flatten(1) > 0.0, dim=1)[..., None].float()
-        object_score_logits = out_scale * appearing + out_bias
-        if self.pred_obj_scores:
-            obj_ptr = self.mix_no_obj_ptr(obj_ptr, appearing)
-        return SAMHeadsOutput(
-            low_res_masks, high_res_masks, ious, low_res_masks, high_res_masks, obj_ptr, object_score_logits
-        )
+        return DecoderOutput(masks, ious, obj_ptr, object_score_logits)
 
     # ------------------------------------------------------------------ memory
-    def memory_frames(
-        self,
-        frame_idx: int,
-        selected_cond: Dict[int, FrameOutput],
-        unselected_cond: Dict[int, FrameOutput],
-        non_cond: Dict[int, FrameOutput],
-        reverse: bool,
-    ) -> List[Tuple[int, FrameOutput]]:
-        """The ``(t_pos, output)`` memories a frame attends to: conditioning frames at ``t_pos = 0``, then up to
-        ``num_maskmem - 1`` previous frames (every ``memory_temporal_stride_for_eval``-th, plus the last one)."""
-        stride = 1 if self.training else self.memory_temporal_stride_for_eval
-        frames = [(0, out) for out in selected_cond.values()]
-        for t_pos, prev in recent_memory_frames(frame_idx, self.num_maskmem, stride, reverse):
-            # a conditioning frame left out of the selection still serves as a recent memory
-            out = non_cond.get(prev, unselected_cond.get(prev))
-            if out is not None:
-                frames.append((t_pos, out))
-        return frames
-
-    def object_pointers(
-        self,
-        frame_idx: int,
-        selected_cond: Dict[int, FrameOutput],
-        unselected_cond: Dict[int, FrameOutput],
-        non_cond: Dict[int, FrameOutput],
-        num_frames: int,
-        reverse: bool,
-        batch: int,
-    ) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
-        """Object pointers of other frames as memory tokens: ``(tokens N x B x mem_dim, their pos N x B x mem_dim)``."""
-        max_ptrs = min(num_frames, self.max_obj_ptrs_in_encoder)
-        cond = selected_cond
-        if not self.training and self.only_obj_ptrs_in_the_past_for_eval:
-            cond = {t: o for t, o in selected_cond.items() if (t >= frame_idx if reverse else t <= frame_idx)}
-        sign = -1 if reverse else 1
-        positions, ptrs = [], []
-        for t, out in cond.items():
-            positions.append((frame_idx - t) * sign if self.use_signed_tpos_enc_to_obj_ptrs else abs(frame_idx - t))
-            ptrs.append(out.obj_ptr)
-        for t_diff in range(1, max_ptrs):
-            t = frame_idx + t_diff if reverse else frame_idx - t_diff
-            if t < 0 or t >= num_frames:
-                break
-            out = non_cond.get(t, unselected_cond.get(t))
-            if out is not None:
-                positions.append(t_diff)
-                ptrs.append(out.obj_ptr)
-        if not ptrs:
-            return None
-        obj_ptrs = torch.stack(ptrs, dim=0)  # N x B x C
-        device = obj_ptrs.device
+    def pointer_tokens(self, obj_ptrs: torch.Tensor, rel_pos: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``P x B x C`` object pointers at temporal distances ``rel_pos`` (``P``) -> memory tokens and their
+        position encoding, ``P * C / mem_dim x B x mem_dim`` each."""
+        batch = obj_ptrs.size(1)
         if self.add_tpos_enc_to_obj_ptrs:
             # sine encoding of the temporal distance, normalised by the largest possible distance
             tpos_dim = self.hidden_dim if self.proj_tpos_enc_in_obj_ptrs else self.mem_dim
-            pos = torch.tensor(positions, device=device)
-            obj_pos = self.obj_ptr_tpos_proj(get_1d_sine_pe(pos / (max_ptrs - 1), dim=tpos_dim))
+            obj_pos = self.obj_ptr_tpos_proj(get_1d_sine_pe(rel_pos, dim=tpos_dim))
             obj_pos = obj_pos.unsqueeze(1).expand(-1, batch, self.mem_dim)
         else:
-            obj_pos = obj_ptrs.new_zeros(len(positions), batch, self.mem_dim)
+            obj_pos = obj_ptrs.new_zeros(obj_ptrs.size(0), batch, self.mem_dim)
         if self.mem_dim < self.hidden_dim:
             # a C-dim pointer becomes C / mem_dim tokens of the memory width
             split = self.hidden_dim // self.mem_dim
@@ -415,84 +256,32 @@ class SAMV2(nn.Module):
             obj_pos = obj_pos.repeat_interleave(split, dim=0)
         return obj_ptrs, obj_pos
 
-    def condition_on_memory(
-        self,
-        frame_idx: int,
-        is_init_cond_frame: bool,
-        vision_feats: List[torch.Tensor],
-        vision_pos: List[torch.Tensor],
-        feat_sizes: List[Tuple[int, int]],
-        cond_outputs: Dict[int, FrameOutput],
-        non_cond_outputs: Dict[int, FrameOutput],
-        num_frames: int,
-        reverse: bool = False,
-    ) -> torch.Tensor:
-        """Fuse the lowest-resolution features of the current frame with the memory bank: ``B x C x h x w``."""
-        feats = vision_feats[-1]
-        batch = feats.size(1)
-        size = feat_sizes[-1]
-        if self.num_maskmem == 0:  # plain SAM on images: no memory at all
-            return self.seq_to_map(feats, size)
-
+    def attend_memory(self, curr: torch.Tensor, curr_pos: torch.Tensor, bank: Optional[MemoryBank]) -> torch.Tensor:
+        """Memory attention with temporal encodings (see :meth:`SAMV2Logic.attend_memory`)."""
         num_obj_ptr_tokens = 0
-        if is_init_cond_frame:
-            if self.directly_add_no_mem_embed:
-                return self.seq_to_map(feats + self.no_mem_embed, size)
+        if bank is None:
             # a dummy memory token, so that the memory attention never sees an empty memory
+            batch = curr.size(1)
             memory = self.no_mem_embed.expand(1, batch, self.mem_dim)
             memory_pos = self.no_mem_pos_enc.expand(1, batch, self.mem_dim)
         else:
-            if not cond_outputs:
-                raise RuntimeError(f"frame {frame_idx} is tracked but no conditioning frame has been added")
-            selected, unselected = select_closest_cond_frames(frame_idx, cond_outputs, self.max_cond_frames_in_attn)
-            memories, memory_pos_list = [], []
-            for t_pos, out in self.memory_frames(frame_idx, selected, unselected, non_cond_outputs, reverse):
-                # memories may be stored offloaded and/or in lower precision (bfloat16, as the official predictor does)
-                mem = out.maskmem_features.to(feats.device, dtype=feats.dtype, non_blocking=True)
-                memories.append(mem.flatten(2).permute(2, 0, 1))
-                pos = out.maskmem_pos_enc.to(feats.device).flatten(2).permute(2, 0, 1)
-                memory_pos_list.append(pos + self.maskmem_tpos_enc[self.num_maskmem - t_pos - 1])
-            if self.use_obj_ptrs_in_encoder:
-                pointers = self.object_pointers(
-                    frame_idx, selected, unselected, non_cond_outputs, num_frames, reverse, batch
-                )
-                if pointers is not None:
-                    memories.append(pointers[0])
-                    memory_pos_list.append(pointers[1])
-                    num_obj_ptr_tokens = pointers[0].shape[0]
-            memory = torch.cat(memories, dim=0)
-            memory_pos = torch.cat(memory_pos_list, dim=0)
-
-        fused = self.memory_attention(
-            curr=vision_feats[-1:],
-            curr_pos=vision_pos[-1:],
-            memory=memory,
-            memory_pos=memory_pos,
-            num_obj_ptr_tokens=num_obj_ptr_tokens,
+            # N x B x D x h x w -> N*hw x B x D, conditioning frames first
+            memory = bank.features.flatten(3).permute(0, 3, 1, 2)
+            memory_pos = bank.pos_enc.flatten(3).permute(0, 3, 1, 2) + self.maskmem_tpos_enc[bank.tpos_index]
+            memory, memory_pos = memory.flatten(0, 1), memory_pos.flatten(0, 1)
+            if bank.obj_ptrs is not None:
+                tokens, tokens_pos = self.pointer_tokens(bank.obj_ptrs, bank.obj_ptr_rel_pos)
+                memory = torch.cat([memory, tokens], dim=0)
+                memory_pos = torch.cat([memory_pos, tokens_pos], dim=0)
+                num_obj_ptr_tokens = tokens.shape[0]
+        return self.memory_attention(
+            curr=curr, curr_pos=curr_pos, memory=memory, memory_pos=memory_pos, num_obj_ptr_tokens=num_obj_ptr_tokens
         )
-        return self.seq_to_map(fused, size)
 
-    def encode_new_memory(
-        self,
-        vision_feats: List[torch.Tensor],
-        feat_sizes: List[Tuple[int, int]],
-        pred_masks_high_res: torch.Tensor,
-        object_score_logits: torch.Tensor,
-        is_mask_from_pts: bool,
+    def encode_memory(
+        self, pix_feat: torch.Tensor, mask_for_mem: torch.Tensor, object_score_logits: torch.Tensor
     ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Encode a frame and its ``B x 1 x S x S`` mask logits into ``(maskmem_features, maskmem_pos_enc)``."""
-        pix_feat = self.seq_to_map(vision_feats[-1], feat_sizes[-1])
-        if self.non_overlap_masks_for_mem_enc and not self.training:
-            pred_masks_high_res = self.apply_non_overlapping_constraints(pred_masks_high_res)
-        if self.binarize_mask_from_pts_for_mem_enc and is_mask_from_pts and not self.training:
-            # encode exactly the mask the user sees after clicking
-            mask_for_mem = (pred_masks_high_res > 0).float()
-        else:
-            mask_for_mem = torch.sigmoid(pred_masks_high_res)
-        if self.sigmoid_scale_for_mem_enc != 1.0:
-            mask_for_mem = mask_for_mem * self.sigmoid_scale_for_mem_enc
-        if self.sigmoid_bias_for_mem_enc != 0.0:
-            mask_for_mem = mask_for_mem + self.sigmoid_bias_for_mem_enc
+        """Memory encoder (see :meth:`SAMV2Logic.encode_memory`)."""
         out = self.memory_encoder(pix_feat, mask_for_mem, skip_mask_sigmoid=True)
         features, pos_enc = out["vision_features"], out["vision_pos_enc"][-1]
         if self.no_obj_embed_spatial is not None:
@@ -500,84 +289,3 @@ class SAMV2(nn.Module):
             absent = 1 - (object_score_logits > 0).float()
             features = features + absent[..., None, None] * self.no_obj_embed_spatial[..., None, None]
         return features, pos_enc
-
-    def use_multimask(self, is_init_cond_frame: bool, point_inputs: Optional[Dict[str, torch.Tensor]]) -> bool:
-        """Three candidate masks only for the first click(s) (and while tracking if configured)."""
-        num_pts = 0 if point_inputs is None else point_inputs["point_labels"].size(1)
-        return (
-            self.multimask_output_in_sam
-            and (is_init_cond_frame or self.multimask_output_for_tracking)
-            and self.multimask_min_pt_num <= num_pts <= self.multimask_max_pt_num
-        )
-
-    @staticmethod
-    def apply_non_overlapping_constraints(pred_masks: torch.Tensor) -> torch.Tensor:
-        """Keep, at each pixel, only the highest-scoring object of ``N x 1 x H x W`` logits (others <= -10)."""
-        if pred_masks.size(0) == 1:
-            return pred_masks
-        best = torch.argmax(pred_masks, dim=0, keepdim=True)
-        keep = best == torch.arange(pred_masks.size(0), device=pred_masks.device)[:, None, None, None]
-        return torch.where(keep, pred_masks, torch.clamp(pred_masks, max=-10.0))
-
-    def track_step(
-        self,
-        frame_idx: int,
-        is_init_cond_frame: bool,
-        vision_feats: List[torch.Tensor],
-        vision_pos: List[torch.Tensor],
-        feat_sizes: List[Tuple[int, int]],
-        point_inputs: Optional[Dict[str, torch.Tensor]],
-        mask_inputs: Optional[torch.Tensor],
-        cond_outputs: Dict[int, FrameOutput],
-        non_cond_outputs: Dict[int, FrameOutput],
-        num_frames: int,
-        track_in_reverse: bool = False,
-        run_mem_encoder: bool = True,
-        prev_sam_mask_logits: Optional[torch.Tensor] = None,
-    ) -> FrameOutput:
-        """Segment one frame for a batch of objects from its prompts and/or the memory bank, then encode memory.
-
-        ``vision_feats``/``vision_pos`` are the sequence-first features of :meth:`prepare_backbone_features`.
-        """
-        high_res_features = None
-        if len(vision_feats) > 1:
-            high_res_features = [self.seq_to_map(x, s) for x, s in zip(vision_feats[:-1], feat_sizes[:-1])]
-        if mask_inputs is not None and self.use_mask_input_as_output_without_sam:
-            # the mask input is taken as ground truth
-            pix_feat = self.seq_to_map(vision_feats[-1], feat_sizes[-1])
-            heads = self.use_mask_as_output(pix_feat, high_res_features, mask_inputs)
-        else:
-            pix_feat = self.condition_on_memory(
-                frame_idx,
-                is_init_cond_frame,
-                vision_feats,
-                vision_pos,
-                feat_sizes,
-                cond_outputs,
-                non_cond_outputs,
-                num_frames,
-                track_in_reverse,
-            )
-            if prev_sam_mask_logits is not None:
-                # earlier logits of this frame refine the new clicks (interactive correction)
-                if point_inputs is None or mask_inputs is not None:
-                    raise ValueError("prev_sam_mask_logits is only used together with point inputs and no mask input")
-                mask_inputs = prev_sam_mask_logits
-            heads = self.forward_sam_heads(
-                pix_feat,
-                point_inputs=point_inputs,
-                mask_inputs=mask_inputs,
-                high_res_features=high_res_features,
-                multimask_output=self.use_multimask(is_init_cond_frame, point_inputs),
-            )
-        out = FrameOutput(
-            pred_masks=heads.low_res_masks,
-            obj_ptr=heads.obj_ptr,
-            object_score_logits=heads.object_score_logits,
-            pred_masks_high_res=heads.high_res_masks,
-        )
-        if run_mem_encoder and self.num_maskmem > 0:
-            out.maskmem_features, out.maskmem_pos_enc = self.encode_new_memory(
-                vision_feats, feat_sizes, heads.high_res_masks, heads.object_score_logits, point_inputs is not None
-            )
-        return out

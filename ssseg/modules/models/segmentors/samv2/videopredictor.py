@@ -60,7 +60,8 @@ class SAMV2VideoPredictor(VideoTracker):
     ``use_default_samv2_{t,s,bplus,l}=True``, ``use_default_samv21_{t,s,bplus,l}=True``, ``samv2_cfg={...}`` (with
     ``ckptpath``) or an already built ``model=`` (used as is). ``apply_postprocessing`` does what the official video
     builder does: the decoder's dynamic multimask fallback, binarised click masks for the memory encoder, and
-    ``fill_hole_area=8`` unless given.
+    ``fill_hole_area=8`` unless given. ``onnxdir=DIR`` (with ``providers``) runs a model exported by
+    ``ssseg-samv2 export`` on ONNX Runtime with the same tracking code (see docs/export.md).
 
     Args:
         fill_hole_area: fill background holes of at most this many pixels in the low-resolution logits (None: 8 with
@@ -104,6 +105,8 @@ class SAMV2VideoPredictor(VideoTracker):
         spill_dir: Optional[str] = None,
         frame_cache_size: int = 8,
         frame_prefetch: int = 4,
+        onnxdir: Optional[str] = None,
+        providers: Optional[Sequence[Any]] = None,
     ) -> None:
         self.model = selectmodel(
             model=model,
@@ -111,6 +114,8 @@ class SAMV2VideoPredictor(VideoTracker):
             ckptpath=ckptpath,
             device=device,
             apply_postprocessing=apply_postprocessing,
+            onnxdir=onnxdir,
+            providers=providers,
             # the official video builder encodes exactly the mask the user saw after clicking
             extra_options={"binarize_mask_from_pts_for_mem_enc": True} if apply_postprocessing else None,
             use_default_samv2_t=use_default_samv2_t,
