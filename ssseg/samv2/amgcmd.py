@@ -7,6 +7,7 @@ and overlay exist; a folder run that was interrupted skips those images when sta
 
 import argparse
 import os
+import re
 from typing import List, Tuple
 
 from ssseg.samv2.common import (
@@ -52,6 +53,12 @@ def add_parser(sub) -> None:
     group.add_argument("--overwrite", action="store_true", help="recompute images whose outputs already exist")
     add_model_arguments(parser)
     parser.set_defaults(run=run_amg)
+
+
+def as_flags(message: str) -> str:
+    """A generator error in command-line terms: ``points_per_side`` becomes ``--points-per-side``."""
+    names = "|".join(sorted(GENERATOR_OPTIONS, key=len, reverse=True))
+    return re.sub(rf"\b({names})\b", lambda m: "--" + m.group(1).replace("_", "-"), message)
 
 
 def list_images(path: str) -> List[str]:
@@ -121,8 +128,8 @@ def run_amg(args: argparse.Namespace) -> int:
         generator = SAMV2AutomaticMaskGenerator(
             model=build_model(args), output_mode="uncompressed_rle", use_m2m=args.use_m2m, **options
         )
-    except ValueError as error:  # an option out of range
-        raise CLIError(str(error)) from None
+    except ValueError as error:  # an option out of range: name it as the flag the user typed
+        raise CLIError(as_flags(str(error))) from None
     os.makedirs(args.out, exist_ok=True)
     progress = tqdm(todo, desc="amg", unit="image", disable=len(images) == 1)
     for path, stem in progress:
