@@ -114,6 +114,6 @@ def small_config(tmp_path_factory, small_model):
 from hypothesis import HealthCheck, settings  # noqa: E402
 
 _SLOW_OK = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture]
-settings.register_profile("ci", max_examples=25, deadline=None, suppress_health_check=_SLOW_OK, derandomize=True)
+settings.register_profile("ci", max_examples=12, deadline=None, suppress_health_check=_SLOW_OK, derandomize=True)
 settings.register_profile("thorough", max_examples=1000, deadline=None, suppress_health_check=_SLOW_OK)
 settings.load_profile("ci")

@@ -233,7 +233,8 @@ class SAMV2ImagePredictor:
                 raise ValueError("mask_input values are too large for float32 logits")
         if coords is not None and boxes is not None and coords.shape[0] != boxes.reshape(-1, 2, 2).shape[0]:
             raise ValueError(
-                f"{coords.shape[0]} point sets and {boxes.reshape(-1, 2, 2).shape[0]} boxes: counts must match"
+                f"{coords.shape[0]} point sets and {boxes.reshape(-1, 2, 2).shape[0]} boxes: counts must match "
+                "(point_coords B x N x 2 with box B x 4)"
             )
         return coords, labels, boxes, masks
 

@@ -5,6 +5,7 @@ that is not a finite numeric array fails here, with a ``TypeError`` / ``ValueErr
 instead of deep inside numpy or torch (or, worse, as NaN masks).
 """
 
+import numbers
 from typing import Any
 
 import numpy as np
@@ -43,6 +44,10 @@ def numeric_array(value: Any, name: str, finite: bool = True) -> np.ndarray:
         raise TypeError(
             f"{name} must be numbers (a numpy array, torch tensor or nested list), got {value!r:.80}"
         ) from None
+    if array.dtype.kind == "O" and not all(
+        isinstance(v, numbers.Real) and not isinstance(v, bool) for v in array.ravel().tolist()
+    ):
+        raise TypeError(f"{name} must be real numbers, got {value!r:.80}")
     if array.dtype.kind not in NUMERIC_KINDS:
         # an object array of Python numbers (e.g. ints too large for int64) is numeric if each item converts
         try:

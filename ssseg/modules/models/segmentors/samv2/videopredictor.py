@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from .build import selectmodel
+from .inputs import numeric_array
 from .samv2 import SAMV2
 from .video import FramesLike, open_frames
 from .videoinference import VideoTracker
@@ -40,17 +41,8 @@ VALID_LABELS = (-1, 0, 1, 2, 3)
 
 
 def _as_float_array(value: ArrayLike, name: str) -> np.ndarray:
-    if isinstance(value, torch.Tensor):
-        value = value.detach().cpu().numpy()
-    try:
-        array = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(
-            f"{name} must be numeric (a numpy array, torch tensor or nested list), got {value!r:.80}"
-        ) from None
-    if not np.all(np.isfinite(array)):
-        raise ValueError(f"{name} must be finite, got {array.tolist()}")
-    return array
+    # numpy arrays, nested lists and tensors on any device; strings, NaN, ragged lists, 'meta' tensors are refused
+    return numeric_array(value, name)
 
 
 class SAMV2VideoPredictor(VideoTracker):
@@ -194,8 +186,10 @@ class SAMV2VideoPredictor(VideoTracker):
 
     @torch.inference_mode()
     def resetstate(self, inference_state: VideoInferenceState) -> None:
-        """Remove every object with its prompts and results (the video stays open)."""
+        """Remove every object with its prompts and results (the video stays open). The cached frame features go
+        too, so that a session reset after the weights changed (``load_state_dict``) uses the new weights only."""
         state = self._check_state(inference_state)
+        state.cached_features = None
         for obj in state.objects.values():
             obj.clear()
         state.objects.clear()
@@ -495,6 +489,8 @@ class SAMV2VideoPredictor(VideoTracker):
     def _parse_mask(self, state: VideoInferenceState, mask: ArrayLike) -> torch.Tensor:
         """A mask prompt as ``1 x 1 x S x S`` float on the device (resized like the official predictor)."""
         if isinstance(mask, torch.Tensor):
+            if mask.device.type == "meta" or mask.is_complex():
+                raise TypeError(f"mask must be a real-valued tensor with data, got {mask.dtype} on {mask.device}")
             mask_tensor = mask.detach()
             if mask_tensor.is_floating_point() and not torch.isfinite(mask_tensor).all():
                 raise ValueError("mask must be finite")
