@@ -15,7 +15,7 @@ from ssseg.modules.models.segmentors.samv2.videopredictor import SAMV2VideoPredi
 from tests.conftest import make_test_image
 from tests.samv2.properties import ALLOWED, Quiet, anything, as_container, near_valid, numeric_arrays, outcome
 
-H, W, T = 32, 48, 3
+H, W, T = 32, 48, 2
 FRAMES = [np.ascontiguousarray(np.roll(make_test_image(H, W, seed=4), 3 * i, axis=1)) for i in range(T)]
 CLICK = dict(points=np.array([[20.0, 10.0]]), labels=np.array([1]))
 NEW_ID = 99  # the object of the valid follow-up call

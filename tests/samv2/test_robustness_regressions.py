@@ -162,3 +162,21 @@ def test_prompts_file_round_trip_still_loads(tmp_path):
     path.write_text(json.dumps({"objects": [{"id": 1, "frame": 0, "points": [[1, 2]], "labels": [1]}]}))
     (prompt,) = load_prompts(str(path))
     assert prompt.points.tolist() == [[1, 2]] and prompt.labels.tolist() == [1]
+
+
+@pytest.mark.parametrize(
+    "options, error, message",
+    [
+        (dict(points_per_side=10**9), ValueError, "points_per_side"),  # was a runaway allocation of the grid
+        (dict(points_per_side=2, crop_n_layers=10**6), ValueError, "crop_n_layers"),  # a million crop layers
+        (dict(points_per_side=None, point_grids=[[["a", "b"]]]), TypeError, r"point_grids\[0\]"),  # inside numpy
+        (dict(points_per_side=None, point_grids=[torch.zeros(4, 2, device="meta")]), TypeError, r"point_grids\[0\]"),
+        (dict(points_per_side=2, use_m2m="no"), TypeError, "use_m2m"),  # a string counted as True
+        (dict(points_per_side=2, multimask_output="False"), TypeError, "multimask_output"),
+    ],
+)
+def test_generator_options_refused(small_model, options, error, message):
+    from ssseg.modules.models.segmentors.samv2.maskgenerator import SAMV2AutomaticMaskGenerator
+
+    with pytest.raises(error, match=message):
+        SAMV2AutomaticMaskGenerator(model=small_model, **options)
