@@ -180,3 +180,15 @@ def test_generator_options_refused(small_model, options, error, message):
 
     with pytest.raises(error, match=message):
         SAMV2AutomaticMaskGenerator(model=small_model, **options)
+
+
+def test_unhashable_object_ids_name_obj_id(small_model):
+    """removeobject / clearallpromptsinframe looked an unhashable id up in a dict: 'unhashable type: list'."""
+    video = SAMV2VideoPredictor(model=small_model)
+    state = video.initstate([IMAGE, IMAGE])
+    video.addnewpoints(state, 0, 1, points=[[20, 10]], labels=[1])
+    with pytest.raises(TypeError, match="obj_id must be hashable"):
+        video.removeobject(state, [1])
+    with pytest.raises(TypeError, match="obj_id must be hashable"):
+        video.clearallpromptsinframe(state, 0, [1])
+    assert state.obj_ids == [1] and video.removeobject(state, None, strict=False) == ([1], [])

@@ -312,6 +312,7 @@ class SAMV2VideoPredictor(VideoTracker):
             ``(remaining obj_ids, [(frame_idx, logits N_obj x 1 x H x W), ...])``, frames in ascending order.
         """
         state = self._check_state(inference_state)
+        self._check_obj_id(obj_id, allow_none=True)  # an unhashable id would fail inside the dict lookup
         if obj_id not in state.objects:
             if not strict:
                 return state.obj_ids, []
@@ -407,16 +408,17 @@ class SAMV2VideoPredictor(VideoTracker):
         return frame_idx
 
     @staticmethod
-    def _check_obj_id(obj_id: Any) -> None:
+    def _check_obj_id(obj_id: Any, allow_none: bool = False) -> None:
         try:
             hash(obj_id)
         except TypeError:
             raise TypeError(f"obj_id must be hashable (e.g. an int), got {type(obj_id).__name__}") from None
-        if obj_id is None:
+        if obj_id is None and not allow_none:
             raise TypeError("obj_id must not be None; use e.g. an int per object")
 
     @staticmethod
     def _existing_object(state: VideoInferenceState, obj_id: Hashable, action: str):
+        SAMV2VideoPredictor._check_obj_id(obj_id, allow_none=True)
         obj = state.objects.get(obj_id)
         if obj is None:
             raise KeyError(f"cannot {action} object id {obj_id!r}: it does not exist (existing ids: {state.obj_ids})")
