@@ -9,7 +9,7 @@ import hypothesis.strategies as st
 import numpy as np
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import given, settings
 
 from ssseg.modules.models.segmentors.samv2.videopredictor import SAMV2VideoPredictor
 from tests.conftest import make_test_image
@@ -19,6 +19,7 @@ H, W, T = 32, 48, 2
 FRAMES = [np.ascontiguousarray(np.roll(make_test_image(H, W, seed=4), 3 * i, axis=1)) for i in range(T)]
 CLICK = dict(points=np.array([[20.0, 10.0]]), labels=np.array([1]))
 NEW_ID = 99  # the object of the valid follow-up call
+SCALE = max(5, settings.default.max_examples // 2)  # the costlier entry points: half the profile's examples
 FRAME_ARGS = ALLOWED + (IndexError,)  # a frame index out of range is an IndexError (documented)
 OBJECT_ARGS = ALLOWED + (KeyError,)  # an unknown object id is a KeyError (documented)
 frame_indices = st.one_of(st.integers(-4, T + 2), st.sampled_from([1.0, 1.5, "0", None, True, np.int64(1), 10**20]))
@@ -120,6 +121,7 @@ def test_addnewmask_any_mask(predictor, fresh, frame_idx, obj_id, mask):
     assert_usable(predictor, state, fresh)
 
 
+@settings(max_examples=SCALE)
 @given(
     start=st.one_of(st.none(), frame_indices),
     count=st.one_of(st.none(), st.integers(-2, 5), st.sampled_from([1.5, "2", True, 10**20])),
@@ -161,6 +163,7 @@ sources = st.one_of(
 )
 
 
+@settings(max_examples=SCALE)
 @given(source=sources)
 def test_initstate_any_source(predictor, fresh, source):
     ok, state = outcome(lambda: predictor.initstate(source), ["video", "frame", "source"])
