@@ -106,3 +106,17 @@ def small_config(tmp_path_factory, small_model):
     ckpt = folder / "small.pt"
     torch.save({"model": small_model.state_dict()}, ckpt)
     return str(config), str(ckpt)
+
+
+# ------------------------------------------------------------------------------------------ hypothesis (issue 12)
+# Property-based tests (tests/samv2/test_properties_*.py): "ci" is the default, sized for seconds per entry point;
+# run `pytest --hypothesis-profile=thorough tests/samv2/test_properties_*.py` for a long local search.
+try:
+    from hypothesis import HealthCheck, settings
+except ImportError:  # hypothesis is in the test extra; without it only the property tests cannot run
+    settings = None
+if settings is not None:
+    _SLOW_OK = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture]
+    settings.register_profile("ci", max_examples=12, deadline=None, suppress_health_check=_SLOW_OK, derandomize=True)
+    settings.register_profile("thorough", max_examples=1000, deadline=None, suppress_health_check=_SLOW_OK)
+    settings.load_profile("ci")

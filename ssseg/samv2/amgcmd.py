@@ -8,6 +8,7 @@ started again. ``--engine ray`` runs the same per-image code on a Ray cluster (`
 """
 
 import argparse
+import re
 
 from ssseg.samv2.batch.amgjob import GENERATOR_OPTIONS
 from ssseg.samv2.batch.sources import IMAGE_SUFFIXES, SourceError
@@ -46,6 +47,12 @@ def add_parser(sub) -> None:
     parser.set_defaults(run=run_amg)
 
 
+def as_flags(message: str) -> str:
+    """A generator error in command-line terms: ``points_per_side`` becomes ``--points-per-side``."""
+    names = "|".join(sorted(GENERATOR_OPTIONS, key=len, reverse=True))
+    return re.sub(rf"\b({names})\b", lambda m: "--" + m.group(1).replace("_", "-"), message)
+
+
 def run_amg(args: argparse.Namespace) -> int:
     from ssseg.samv2.batch import api
     from ssseg.samv2.batch.cli import engine_kwargs, report
@@ -55,8 +62,8 @@ def run_amg(args: argparse.Namespace) -> int:
         summary = api.run_amg(
             args.input, args.out, overlays=args.overlays, use_m2m=args.use_m2m, **engine_kwargs(args), **options
         )
-    except (SourceError, ValueError) as error:
-        raise CLIError(str(error)) from None
+    except (SourceError, ValueError, CLIError) as error:  # an option out of range: named as the flag the user typed
+        raise CLIError(as_flags(str(error))) from None
     if not summary.processed and not summary.failed:
         print(f"all {summary.total} image(s) already done in {args.out} (use --overwrite to recompute)")
         return 0

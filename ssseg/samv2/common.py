@@ -68,6 +68,8 @@ def build_model(args: argparse.Namespace, video: bool = False):
 
         if not torch.cuda.is_available():
             raise CLIError("--device cuda was asked for but no CUDA GPU is available")
+    from ssseg.modules.models.segmentors.samv2.checkpoint import CheckpointDownloadError
+
     extra = {"binarize_mask_from_pts_for_mem_enc": True} if video else None
     if getattr(args, "onnx", None):
         from ssseg.modules.models.segmentors.samv2.build import selectmodel
@@ -79,10 +81,17 @@ def build_model(args: argparse.Namespace, video: bool = False):
         return selectmodel(onnxdir=args.onnx, extra_options=extra)
     if args.config:
         cfg, url = loadconfigfile(args.config)
-        return buildsamv2(cfg, ckptpath=args.ckpt or url, device=args.device, extra_options=extra)
-    if args.model not in VARIANTS:
+        if not (args.ckpt or url):
+            raise CLIError(f"--config {args.config} names no checkpoint URL: pass --ckpt PATH (a .pt file or URL)")
+        name_or_cfg, ckpt = cfg, args.ckpt or url
+    elif args.model not in VARIANTS:
         raise CLIError(f"unknown model {args.model!r}; expected one of {', '.join(VARIANTS)}")
-    return buildsamv2(args.model, ckptpath=args.ckpt, device=args.device, extra_options=extra)
+    else:
+        name_or_cfg, ckpt = args.model, args.ckpt
+    try:
+        return buildsamv2(name_or_cfg, ckptpath=ckpt, device=args.device, extra_options=extra)
+    except CheckpointDownloadError as error:  # the Python message says ckptpath=; here it is a flag
+        raise CLIError(error.explain("pass --ckpt {file}")) from error
 
 
 def autocast(args: argparse.Namespace):

@@ -59,7 +59,7 @@ def _is_int(value: Any) -> bool:
 def _numbers(value: Any, where: str, what: str) -> np.ndarray:
     try:
         array = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a JSON integer beyond float range
         raise PromptsError(f"{where}: {what}, got {json.dumps(value)[:80]}") from None
     if array.dtype == object or not np.all(np.isfinite(array)):
         raise PromptsError(f"{where}: {what}, got {json.dumps(value)[:80]}")
@@ -118,8 +118,8 @@ def _read_mask(value: Any, where: str, base_dir: str) -> np.ndarray:
     try:
         with Image.open(path) as image:
             return np.asarray(image.convert("L")) > 0
-    except (FileNotFoundError, UnidentifiedImageError, OSError) as error:
-        raise PromptsError(f"{where}: cannot read mask image {path}: {error}") from None
+    except (FileNotFoundError, UnidentifiedImageError, OSError, ValueError) as error:  # ValueError: a NUL in the path
+        raise PromptsError(f"{where}: cannot read mask image {path!r}: {error}") from None
 
 
 def load_prompts(path: str, num_frames: Optional[int] = None) -> List[ObjectPrompt]:
@@ -131,6 +131,10 @@ def load_prompts(path: str, num_frames: Optional[int] = None) -> List[ObjectProm
             data = json.load(file)
     except json.JSONDecodeError as error:
         raise PromptsError(f"{path}: not valid JSON ({error})") from None
+    except UnicodeDecodeError as error:
+        raise PromptsError(f"{path}: not a UTF-8 text file ({error})") from None
+    except RecursionError:
+        raise PromptsError(f"{path}: JSON nested too deeply") from None
     return parse_prompts(data, path, os.path.dirname(os.path.abspath(path)), num_frames)
 
 

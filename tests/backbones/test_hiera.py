@@ -133,3 +133,48 @@ def test_max_pool_matches_max_pool2d(shape, stride):
     view = wide[..., shape[-1] : 2 * shape[-1]]
     expected = F.max_pool2d(view.permute(0, 3, 1, 2), kernel_size=stride, stride=stride).permute(0, 2, 3, 1)
     assert torch.equal(max_pool_channels_last(view, stride), expected)
+
+
+def _first_level_diff(a, b) -> float:
+    return max((x - y).abs().max().item() for x, y in zip(a, b))
+
+
+def test_model_built_in_inference_mode_runs_and_matches():
+    """Parameters created inside ``torch.inference_mode()`` are inference tensors without a version counter; the
+    position-embedding cache must not read one (issue 12: 'Inference tensors do not track version counter')."""
+    reference = _tiny_hiera(3)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.inference_mode():
+        model = _tiny_hiera(3)
+        assert model.pos_embed.is_inference(), "the test needs inference-tensor parameters"
+        got = model(x)
+    with torch.no_grad():
+        expected = reference(x)
+        got_outside = model(x)  # built in inference mode, used outside it
+    assert _first_level_diff(got, expected) == 0.0, "inference-mode model differs from the normal one"
+    assert _first_level_diff(got_outside, expected) == 0.0, "inference-mode model differs when used under no_grad"
+
+
+@pytest.mark.parametrize(
+    "build_in, run_in",
+    [
+        (torch.no_grad, torch.no_grad),
+        (torch.no_grad, torch.inference_mode),
+        (torch.inference_mode, torch.inference_mode),
+    ],
+)
+def test_position_embedding_cache_follows_new_weights(build_in, run_in):
+    """``load_state_dict`` after a first run gives the new weights' results, also when the parameters are inference
+    tensors loaded in place inside inference mode (no version counter moves there)."""
+    new = _tiny_hiera(5)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        expected = new(x)
+    with build_in():
+        model = _tiny_hiera(4)
+    with run_in():
+        first = model(x)  # fills the cache with the old embedding
+        model.load_state_dict(new.state_dict())
+        got = model(x)
+    assert _first_level_diff(first, expected) > 0, "the two weight sets give the same output: the test proves nothing"
+    assert _first_level_diff(got, expected) == 0.0, "stale position embedding after load_state_dict"

@@ -101,8 +101,8 @@ def test_same_stem_images_do_not_collide(small_config, tmp_path, monkeypatch):
     [
         (["missing_dir"], "input not found: missing_dir"),
         (["EMPTY"], "no images"),
-        (["IMAGE", "--crop-n-layers", "-1"], "crop_n_layers"),
-        (["IMAGE", "--box-nms-thresh", "2"], "box_nms_thresh"),
+        (["IMAGE", "--crop-n-layers", "-1"], "--crop-n-layers must be"),  # the flag, not the Python argument (issue 12)
+        (["IMAGE", "--box-nms-thresh", "2"], "--box-nms-thresh must be"),
     ],
 )
 def test_errors_are_one_line(images, small_config, tmp_path, capsys, args, message):

@@ -459,8 +459,9 @@ class Hiera(nn.Module):
         # Deepest (lowest-resolution) first, matching the FPN neck's backbone_channel_list.
         self.channel_list = [self.blocks[i].dim_out for i in out_blocks]
         self._out_blocks = set(out_blocks)
-        # (key, 1 x H x W x C embedding) of the last token-grid size seen; see _position_embedding.
-        self._pos_embed_cache: Optional[Tuple[tuple, torch.Tensor]] = None
+        # ((h, w), parameter values it was computed from, 1 x h x w x C embedding) of the last grid size seen;
+        # see _position_embedding.
+        self._pos_embed_cache: Optional[Tuple[Tuple[int, int], Tuple[torch.Tensor, ...], torch.Tensor]] = None
 
     def _compute_position_embedding(self, h: int, w: int) -> torch.Tensor:
         """``1 x h x w x C``: the background embedding resized to ``h x w`` plus the window embedding tiled."""
@@ -475,20 +476,32 @@ class Hiera(nn.Module):
     def _position_embedding(self, h: int, w: int) -> torch.Tensor:
         """The ``1 x h x w x C`` position embedding, cached per grid size when no gradient is needed.
 
-        The cache key includes the version counter and storage of both parameters, so loading a state dict,
-        any in-place update, or moving the module to another device / dtype invalidates it.
+        The cache is checked against a copy of both parameters' values (a few thousand numbers, so the check
+        costs microseconds) rather than their version counters: inference tensors (a model built or loaded inside
+        ``torch.inference_mode()``) have no version counter, and in-place copies into them inside inference mode
+        (``load_state_dict``) would not bump one anyway. Any change of values, device or dtype recomputes.
         """
         params = (self.pos_embed, self.pos_embed_window)
         needs_grad = torch.is_grad_enabled() and any(p.requires_grad for p in params)
         # Under torch.compile the embedding is folded into the graph; the Python-side cache would only break it.
         if needs_grad or torch.compiler.is_compiling():
             return self._compute_position_embedding(h, w)
-        key = (h, w) + tuple((p._version, p.data_ptr(), p.device, p.dtype) for p in params)
-        if self._pos_embed_cache is None or self._pos_embed_cache[0] != key:
-            with torch.no_grad():
-                embedding = self._compute_position_embedding(h, w).contiguous()
-            self._pos_embed_cache = (key, embedding)
-        return self._pos_embed_cache[1]
+        cached = self._pos_embed_cache  # one read: another thread may replace it meanwhile
+        if cached is not None and cached[0] == (h, w) and self._same_values(cached[1], params):
+            return cached[2]
+        with torch.no_grad():
+            embedding = self._compute_position_embedding(h, w).contiguous()
+            snapshot = tuple(p.detach().clone() for p in params)
+        self._pos_embed_cache = ((h, w), snapshot, embedding)
+        return embedding
+
+    @staticmethod
+    def _same_values(snapshot: Tuple[torch.Tensor, ...], params: Tuple[torch.Tensor, ...]) -> bool:
+        """Whether ``params`` still hold exactly the values (and device, dtype, shape) of ``snapshot``."""
+        return all(
+            s.device == p.device and s.dtype == p.dtype and s.shape == p.shape and torch.equal(s, p.detach())
+            for s, p in zip(snapshot, params)
+        )
 
     def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
         """Encode a ``B x 3 x H x W`` image batch.

@@ -56,7 +56,26 @@ class CheckpointError(RuntimeError):
 
 
 class CheckpointDownloadError(CheckpointError):
-    """A checkpoint could not be downloaded (offline, HTTP error, truncated transfer, unwritable cache)."""
+    """A checkpoint could not be downloaded (offline, HTTP error, truncated transfer, unwritable cache).
+
+    ``url``, ``path`` (where the file was to be cached) and ``reason`` are kept, so that a caller in another
+    language (the command line) can say how to point at a local copy in its own terms with :meth:`explain`.
+    """
+
+    def __init__(self, url: str, path: str, reason: str) -> None:
+        self.url, self.path, self.reason = url, path, reason
+        super().__init__(self.explain("pass ckptpath='{file}'"))
+
+    def explain(self, use_local: str) -> str:
+        """The message, with ``use_local`` (e.g. ``"pass --ckpt {file}"``; ``{file}`` becomes a placeholder path)
+        as the way to use a local copy."""
+        name = os.path.basename(self.path)
+        return (
+            f"could not download the checkpoint {self.url}: {self.reason}.\n"
+            f"To use it without a download here, fetch it by hand on a machine with internet access "
+            f"(e.g. `curl -L -o {name} {self.url}`) and either place it at {self.path} "
+            f"or {use_local.format(file=f'/path/to/{name}')} to use that local file."
+        )
 
 
 class InvalidCheckpointError(CheckpointError):
@@ -96,14 +115,6 @@ def _file_name(url: str) -> str:
     return name
 
 
-def _download_help(url: str, final_path: str) -> str:
-    return (
-        f"To use it without a download here, fetch it by hand on a machine with internet access "
-        f"(e.g. `curl -L -o {os.path.basename(final_path)} {url}`) and either place it at {final_path} "
-        f"or pass ckptpath='/path/to/{os.path.basename(final_path)}' to use that local file."
-    )
-
-
 def download_checkpoint(url: str, dst_dir: Optional[PathOrUrl] = None, progress: bool = True) -> str:
     """Download ``url`` into ``dst_dir`` (default: :func:`cache_dir`) once, and return the local path.
 
@@ -133,9 +144,7 @@ def download_checkpoint(url: str, dst_dir: Optional[PathOrUrl] = None, progress:
         os.replace(tmp_path, final_path)
         tmp_path = None
     except (OSError, ValueError, http.client.HTTPException) as exc:  # URLError and HTTPError are OSErrors too
-        raise CheckpointDownloadError(
-            f"could not download the checkpoint {url}: {_reason(exc)}.\n{_download_help(url, final_path)}"
-        ) from exc
+        raise CheckpointDownloadError(url, final_path, _reason(exc)) from exc
     finally:
         if tmp_path is not None and os.path.exists(tmp_path):
             os.remove(tmp_path)

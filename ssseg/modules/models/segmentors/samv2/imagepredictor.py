@@ -7,6 +7,7 @@ import torch
 from PIL import Image
 
 from .build import selectmodel
+from .inputs import flag, numeric_array
 from .samv2 import SAMV2
 from .transforms import SAMV2Transforms
 
@@ -16,6 +17,14 @@ ImageLike = Union[np.ndarray, Image.Image]
 def to_rgb_array(image: ImageLike, what: str = "image") -> np.ndarray:
     """An ``H x W x 3`` uint8 RGB array from a numpy array (HxW, HxWx1, HxWx3, HxWx4) or a PIL image."""
     if isinstance(image, Image.Image):
+        if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+            # PIL's RGB conversion clips such values at 255, which would give a silently white image
+            raise ValueError(
+                f"{what} is a {image.mode} (16/32-bit) PIL image; scale it to 8 bits first, e.g. "
+                f"Image.fromarray((np.asarray(img) / 257).astype(np.uint8)) for 16-bit"
+            )
+        if image.width == 0 or image.height == 0:
+            raise ValueError(f"{what} is empty: size {image.size}")
         return np.array(image.convert("RGB"))
     if not isinstance(image, np.ndarray):
         raise TypeError(
@@ -127,8 +136,11 @@ class SAMV2ImagePredictor:
     def setimagebatch(self, image_list: Sequence[ImageLike]) -> None:
         """Compute the embeddings of a list of images, for :meth:`predictbatch`."""
         if not isinstance(image_list, (list, tuple)) or len(image_list) == 0:
-            raise ValueError("setimagebatch expects a non-empty list of images (H x W x 3 uint8 RGB arrays)")
-        images = [to_rgb_array(img, what=f"image {i} of the batch") for i, img in enumerate(image_list)]
+            raise ValueError(
+                "setimagebatch expects image_list to be a non-empty list of images (H x W x 3 uint8 RGB arrays), "
+                f"got {'an empty list' if isinstance(image_list, (list, tuple)) else type(image_list).__name__}"
+            )
+        images = [to_rgb_array(img, what=f"image_list[{i}]") for i, img in enumerate(image_list)]
         self.resetpredictor()
         self.features = self.embed(self.transforms.forward_batch(images))
         self.orig_hw = [img.shape[:2] for img in images]
@@ -160,8 +172,11 @@ class SAMV2ImagePredictor:
                 raise ValueError("point_labels were given without point_coords")
             if point_labels is None:
                 raise ValueError("point_coords were given without point_labels (1 = foreground, 0 = background)")
-            coords = torch.as_tensor(np.asarray(point_coords), dtype=torch.float, device=self.device)
-            labels = torch.as_tensor(np.asarray(point_labels), dtype=torch.int, device=self.device)
+            coords = torch.as_tensor(numeric_array(point_coords, "point_coords"), dtype=torch.float, device=self.device)
+            label_values = numeric_array(point_labels, "point_labels")
+            if not np.all(np.isin(label_values, (-1, 0, 1, 2, 3))):  # checked before the int cast can wrap
+                raise ValueError("point_labels must be 1 (foreground), 0 (background) or -1 (padding)")
+            labels = torch.as_tensor(label_values, dtype=torch.int, device=self.device)
             if coords.ndim not in (2, 3) or coords.shape[-1] != 2:
                 raise ValueError(
                     f"point_coords must be N x 2 or B x N x 2 (x, y) pixels, got shape {tuple(coords.shape)}"
@@ -173,33 +188,39 @@ class SAMV2ImagePredictor:
                 )
             if not torch.all((labels >= -1) & (labels <= 3)):
                 raise ValueError("point_labels must be 1 (foreground), 0 (background) or -1 (padding)")
-            if normalize_coords:
-                outside = (
-                    (coords[..., 0] < 0) | (coords[..., 0] > width) | (coords[..., 1] < 0) | (coords[..., 1] > height)
+            # [0, 1] without normalize_coords (as the video predictor checks); also keeps huge values from
+            # overflowing float32 into inf
+            limit_w, limit_h = (width, height) if normalize_coords else (1.0, 1.0)
+            outside = (
+                (coords[..., 0] < 0) | (coords[..., 0] > limit_w) | (coords[..., 1] < 0) | (coords[..., 1] > limit_h)
+            )
+            if torch.any(outside):
+                frame = (
+                    f"the {width} x {height} (W x H) image" if normalize_coords else "[0, 1] (normalize_coords=False)"
                 )
-                if torch.any(outside):
-                    raise ValueError(
-                        f"point_coords lie outside the {width} x {height} (W x H) image: {coords[outside].tolist()}"
-                    )
+                raise ValueError(f"point_coords lie outside {frame}: {coords[outside].tolist()[:8]}")
             coords = self.transforms.transform_coords(coords, normalize=normalize_coords, orig_hw=(height, width))
             if coords.ndim == 2:
                 coords, labels = coords[None], labels[None]
         if box is not None:
-            boxes = torch.as_tensor(np.asarray(box), dtype=torch.float, device=self.device)
+            boxes = torch.as_tensor(numeric_array(box, "box"), dtype=torch.float, device=self.device)
             if boxes.shape[-1:] != (4,) or boxes.ndim > 2:
                 raise ValueError(f"box must be 4 values (x0, y0, x1, y1) or B x 4, got shape {tuple(boxes.shape)}")
             boxes2d = boxes.reshape(-1, 4)
             if torch.any(boxes2d[:, 2] < boxes2d[:, 0]) or torch.any(boxes2d[:, 3] < boxes2d[:, 1]):
                 raise ValueError(f"box must be (x0, y0, x1, y1) with x1 >= x0 and y1 >= y0, got {boxes2d.tolist()}")
-            if normalize_coords:
-                off = (boxes2d[:, 2] < 0) | (boxes2d[:, 3] < 0) | (boxes2d[:, 0] > width) | (boxes2d[:, 1] > height)
-                if torch.any(off):
-                    raise ValueError(
-                        f"box lies entirely outside the {width} x {height} (W x H) image: {boxes2d[off].tolist()}"
-                    )
+            limit_w, limit_h = (width, height) if normalize_coords else (1.0, 1.0)
+            off = (boxes2d[:, 2] < 0) | (boxes2d[:, 3] < 0) | (boxes2d[:, 0] > limit_w) | (boxes2d[:, 1] > limit_h)
+            if torch.any(off):
+                frame = (
+                    f"the {width} x {height} (W x H) image" if normalize_coords else "[0, 1] (normalize_coords=False)"
+                )
+                raise ValueError(f"box lies entirely outside {frame}: {boxes2d[off].tolist()[:8]}")
+            if not torch.all(torch.isfinite(boxes)):  # finite in float64 but beyond float32's range
+                raise ValueError(f"box values are too large: {boxes2d.tolist()[:8]}")
             boxes = self.transforms.transform_boxes(boxes, normalize=normalize_coords, orig_hw=(height, width))
         if mask_input is not None:
-            masks = torch.as_tensor(np.asarray(mask_input), dtype=torch.float, device=self.device)
+            masks = torch.as_tensor(numeric_array(mask_input, "mask_input"), dtype=torch.float, device=self.device)
             if masks.ndim == 3:
                 masks = masks[None]
             expected = self.model.mask_input_size
@@ -208,9 +229,12 @@ class SAMV2ImagePredictor:
                     f"mask_input must be 1 x {expected[0]} x {expected[1]} (or B x 1 x ...) low-resolution logits "
                     f"as returned by predict, got shape {tuple(masks.shape)}"
                 )
+            if not torch.all(torch.isfinite(masks)):  # finite in float64 but beyond float32's range
+                raise ValueError("mask_input values are too large for float32 logits")
         if coords is not None and boxes is not None and coords.shape[0] != boxes.reshape(-1, 2, 2).shape[0]:
             raise ValueError(
-                f"{coords.shape[0]} point sets and {boxes.reshape(-1, 2, 2).shape[0]} boxes: counts must match"
+                f"{coords.shape[0]} point sets and {boxes.reshape(-1, 2, 2).shape[0]} boxes: counts must match "
+                "(point_coords B x N x 2 with box B x 4)"
             )
         return coords, labels, boxes, masks
 
@@ -282,6 +306,11 @@ class SAMV2ImagePredictor:
         """
         if not self.is_image_set:
             raise RuntimeError("no image is set: call setimage(image) before predict()")
+        multimask_output = flag(multimask_output, "multimask_output")
+        return_logits, normalize_coords = (
+            flag(return_logits, "return_logits"),
+            flag(normalize_coords, "normalize_coords"),
+        )
         prompts = self.prepare_prompts(point_coords, point_labels, box, mask_input, normalize_coords, img_idx=-1)
         masks, scores, low_res = self.predict_torch(*prompts, multimask_output, return_logits=return_logits)
         return tuple(x.squeeze(0).float().cpu().numpy() for x in (masks, scores, low_res))
@@ -302,6 +331,11 @@ class SAMV2ImagePredictor:
         """
         if not self.is_image_set or not self.is_batch:
             raise RuntimeError("no image batch is set: call setimagebatch(list_of_images) before predictbatch()")
+        multimask_output = flag(multimask_output, "multimask_output")
+        return_logits, normalize_coords = (
+            flag(return_logits, "return_logits"),
+            flag(normalize_coords, "normalize_coords"),
+        )
         num_images = len(self.orig_hw)
         for name, values in [
             ("point_coords_batch", point_coords_batch),
@@ -309,8 +343,14 @@ class SAMV2ImagePredictor:
             ("box_batch", box_batch),
             ("mask_input_batch", mask_input_batch),
         ]:
-            if values is not None and len(values) != num_images:
-                raise ValueError(f"{name} has {len(values)} entries but {num_images} images are set")
+            if values is None:
+                continue
+            try:
+                count = len(values)
+            except TypeError:
+                raise TypeError(f"{name} must be a list with one entry per image, got {values!r:.80}") from None
+            if count != num_images:
+                raise ValueError(f"{name} has {count} entries but {num_images} images are set")
         outputs = ([], [], [])
         for i in range(num_images):
             prompts = self.prepare_prompts(

@@ -28,6 +28,7 @@ from torchvision.ops import batched_nms, box_area
 from tqdm import tqdm
 
 from .imagepredictor import SAMV2ImagePredictor, to_rgb_array
+from .inputs import flag, numeric_array
 from .masks import (
     batched_mask_to_box,
     build_all_layer_point_grids,
@@ -45,6 +46,10 @@ from .samv2 import SAMV2
 __all__ = ["OUTPUT_MODES", "SAMV2AutomaticMaskGenerator", "decode_segmentation", "encode_masks_as_rle"]
 
 OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
+# Upper bounds that keep a typo from allocating the point grids / crop lists of a runaway job: 1024 points per side
+# is a million prompts per crop, and 8 crop layers are 87381 crops.
+MAX_POINTS_PER_SIDE = 1024
+MAX_CROP_LAYERS = 8
 
 # Upper bound on the float32 logits materialised at once while upsampling surviving masks to crop resolution.
 CPU_CHUNK_BYTES = 128 * 2**20
@@ -171,7 +176,7 @@ def _check_point_grids(point_grids: Sequence[np.ndarray], crop_n_layers: int) ->
         raise ValueError(f"point_grids has {len(point_grids)} grids, crop_n_layers={crop_n_layers} needs one per layer")
     grids = []
     for i, grid in enumerate(point_grids):
-        grid = np.asarray(grid, dtype=np.float64)
+        grid = numeric_array(grid, f"point_grids[{i}]")
         if grid.ndim != 2 or grid.shape[1] != 2 or len(grid) == 0:
             raise ValueError(f"point_grids[{i}] must be a non-empty N x 2 array of (x, y), got shape {grid.shape}")
         if not np.all(np.isfinite(grid)) or grid.min() < 0 or grid.max() > 1:
@@ -256,10 +261,10 @@ class SAMV2AutomaticMaskGenerator:
     ) -> None:
         if (points_per_side is None) == (point_grids is None):
             raise ValueError("exactly one of points_per_side and point_grids must be given (set the other to None)")
-        _check_number("crop_n_layers", crop_n_layers, 0, integer=True)
+        _check_number("crop_n_layers", crop_n_layers, 0, MAX_CROP_LAYERS, integer=True)
         _check_number("crop_n_points_downscale_factor", crop_n_points_downscale_factor, 1, integer=True)
         if points_per_side is not None:
-            _check_number("points_per_side", points_per_side, 1, integer=True)
+            _check_number("points_per_side", points_per_side, 1, MAX_POINTS_PER_SIDE, integer=True)
             smallest = int(points_per_side / crop_n_points_downscale_factor**crop_n_layers)
             if smallest < 1:
                 raise ValueError(
@@ -321,8 +326,8 @@ class SAMV2AutomaticMaskGenerator:
         self.crop_n_points_downscale_factor = crop_n_points_downscale_factor
         self.min_mask_region_area = min_mask_region_area
         self.output_mode = output_mode
-        self.use_m2m = use_m2m
-        self.multimask_output = multimask_output
+        self.use_m2m = flag(use_m2m, "use_m2m")
+        self.multimask_output = flag(multimask_output, "multimask_output")
         self.progress = progress
 
     @property

@@ -12,6 +12,7 @@ RLE formats
 """
 
 import math
+import numbers
 from itertools import product
 from typing import Any, Dict, List, Sequence, Tuple
 
@@ -180,21 +181,40 @@ def _check_rle(rle: Dict[str, Any]) -> Tuple[int, int]:
     if not isinstance(rle, dict) or "size" not in rle or "counts" not in rle:
         raise ValueError(f"an RLE must be a dict with keys 'size' and 'counts', got {type(rle).__name__}")
     size = rle["size"]
-    if len(size) != 2 or any(int(s) != s or s < 0 for s in size):
-        raise ValueError(f"RLE 'size' must be [height, width] with non-negative ints, got {size!r}")
+    if (
+        not isinstance(size, (list, tuple, np.ndarray))
+        or len(size) != 2
+        or not all(isinstance(s, numbers.Real) and not isinstance(s, bool) and int(s) == s and s >= 0 for s in size)
+    ):
+        raise ValueError(f"RLE 'size' must be [height, width] with non-negative ints, got {size!r:.80}")
     return int(size[0]), int(size[1])
+
+
+def _run_lengths(counts: Any, num_pixels: int) -> np.ndarray:
+    """Uncompressed RLE ``counts`` as int64 run lengths that add up to ``num_pixels``, or a ``ValueError``."""
+    message = "RLE 'counts' must be a flat list of non-negative ints (use decode_rle for COCO strings)"
+    if isinstance(counts, (str, bytes, dict, set)) or counts is None:
+        raise ValueError(f"{message}, got {type(counts).__name__}")
+    try:
+        values = np.asarray(counts)
+        if values.ndim != 1 or (values.size and values.dtype.kind not in "iuO"):
+            raise ValueError
+        values = values.astype(np.int64) if values.size else np.zeros(0, np.int64)
+        if not np.array_equal(values, np.asarray(counts)):
+            raise ValueError
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"{message}, got {counts!r:.80}") from None
+    if np.any(values < 0) or np.any(values > num_pixels):
+        raise ValueError(f"{message}; runs must lie in [0, {num_pixels}], got {values.tolist()[:8]}")
+    if int(values.sum()) != num_pixels:  # no overflow: each run is at most num_pixels
+        raise ValueError(f"RLE counts add up to {int(values.sum())} pixels but the size needs {num_pixels}")
+    return values
 
 
 def rle_to_mask(rle: Dict[str, Any]) -> np.ndarray:
     """Decode an uncompressed RLE (``counts`` a list of ints) into an ``H x W`` bool numpy array."""
     height, width = _check_rle(rle)
-    counts = np.asarray(rle["counts"], dtype=np.int64)
-    if counts.ndim != 1 or np.any(counts < 0):
-        raise ValueError("RLE 'counts' must be a flat list of non-negative ints (use decode_rle for COCO strings)")
-    if counts.sum() != height * width:
-        raise ValueError(
-            f"RLE counts add up to {int(counts.sum())} pixels but size {height} x {width} needs {height * width}"
-        )
+    counts = _run_lengths(rle["counts"], height * width)
     values = np.arange(len(counts)) % 2 == 1  # runs alternate background / foreground
     flat = np.repeat(values, counts)
     return np.ascontiguousarray(flat.reshape(width, height).T)
@@ -271,7 +291,10 @@ def decode_rle(rle: Dict[str, Any]) -> np.ndarray:
     _check_rle(rle)
     counts = rle["counts"]
     if isinstance(counts, bytes):
-        counts = counts.decode("ascii")
+        try:
+            counts = counts.decode("ascii")
+        except UnicodeDecodeError:
+            raise ValueError(f"COCO RLE 'counts' must be ASCII, got {counts[:20]!r}") from None
     if isinstance(counts, str):
         return rle_to_mask({"size": rle["size"], "counts": _coco_string_to_counts(counts)})
     return rle_to_mask(rle)

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from .build import selectmodel
+from .inputs import numeric_array
 from .samv2 import SAMV2
 from .video import FramesLike, open_frames
 from .videoinference import VideoTracker
@@ -40,17 +41,8 @@ VALID_LABELS = (-1, 0, 1, 2, 3)
 
 
 def _as_float_array(value: ArrayLike, name: str) -> np.ndarray:
-    if isinstance(value, torch.Tensor):
-        value = value.detach().cpu().numpy()
-    try:
-        array = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(
-            f"{name} must be numeric (a numpy array, torch tensor or nested list), got {value!r:.80}"
-        ) from None
-    if not np.all(np.isfinite(array)):
-        raise ValueError(f"{name} must be finite, got {array.tolist()}")
-    return array
+    # numpy arrays, nested lists and tensors on any device; strings, NaN, ragged lists, 'meta' tensors are refused
+    return numeric_array(value, name)
 
 
 class SAMV2VideoPredictor(VideoTracker):
@@ -199,8 +191,10 @@ class SAMV2VideoPredictor(VideoTracker):
 
     @torch.inference_mode()
     def resetstate(self, inference_state: VideoInferenceState) -> None:
-        """Remove every object with its prompts and results (the video stays open)."""
+        """Remove every object with its prompts and results (the video stays open). The cached frame features go
+        too, so that a session reset after the weights changed (``load_state_dict``) uses the new weights only."""
         state = self._check_state(inference_state)
+        state.cached_features = None
         for obj in state.objects.values():
             obj.clear()
         state.objects.clear()
@@ -323,6 +317,7 @@ class SAMV2VideoPredictor(VideoTracker):
             ``(remaining obj_ids, [(frame_idx, logits N_obj x 1 x H x W), ...])``, frames in ascending order.
         """
         state = self._check_state(inference_state)
+        self._check_obj_id(obj_id, allow_none=True)  # an unhashable id would fail inside the dict lookup
         if obj_id not in state.objects:
             if not strict:
                 return state.obj_ids, []
@@ -418,16 +413,17 @@ class SAMV2VideoPredictor(VideoTracker):
         return frame_idx
 
     @staticmethod
-    def _check_obj_id(obj_id: Any) -> None:
+    def _check_obj_id(obj_id: Any, allow_none: bool = False) -> None:
         try:
             hash(obj_id)
         except TypeError:
             raise TypeError(f"obj_id must be hashable (e.g. an int), got {type(obj_id).__name__}") from None
-        if obj_id is None:
+        if obj_id is None and not allow_none:
             raise TypeError("obj_id must not be None; use e.g. an int per object")
 
     @staticmethod
     def _existing_object(state: VideoInferenceState, obj_id: Hashable, action: str):
+        SAMV2VideoPredictor._check_obj_id(obj_id, allow_none=True)
         obj = state.objects.get(obj_id)
         if obj is None:
             raise KeyError(f"cannot {action} object id {obj_id!r}: it does not exist (existing ids: {state.obj_ids})")
@@ -500,6 +496,8 @@ class SAMV2VideoPredictor(VideoTracker):
     def _parse_mask(self, state: VideoInferenceState, mask: ArrayLike) -> torch.Tensor:
         """A mask prompt as ``1 x 1 x S x S`` float on the device (resized like the official predictor)."""
         if isinstance(mask, torch.Tensor):
+            if mask.device.type == "meta" or mask.is_complex():
+                raise TypeError(f"mask must be a real-valued tensor with data, got {mask.dtype} on {mask.device}")
             mask_tensor = mask.detach()
             if mask_tensor.is_floating_point() and not torch.isfinite(mask_tensor).all():
                 raise ValueError("mask must be finite")
