@@ -93,9 +93,9 @@ class _StreamTracker(SAMV2VideoPredictor):
     forgotten_cond: Dict[Hashable, Tuple[int, ...]]
 
     def _memory_layout(self, obj: ObjectState, frame_idx: int, radius: int) -> Tuple:
-        cond, neighbours = super()._memory_layout(obj, frame_idx, radius)
-        # prompts only go on the newest frame, so conditioning frames are inserted (and dropped) in time order
-        return self.forgotten_cond.get(obj.obj_id, ()) + cond, neighbours
+        _, neighbours = super()._memory_layout(obj, frame_idx, radius)
+        # prompts only go on the newest frame: offline, conditioning frames are inserted in time order
+        return self.forgotten_cond.get(obj.obj_id, ()) + tuple(sorted(obj.cond_outputs)), neighbours
 
 
 class SAMV2CameraPredictor:
@@ -442,7 +442,12 @@ class SAMV2CameraPredictor:
                 del cond[t]
             if dropped:
                 forgotten = self.tracker.forgotten_cond
-                forgotten[obj.obj_id] = forgotten.get(obj.obj_id, ()) + tuple(dropped)
+                forgotten[obj.obj_id] = forgotten.get(obj.obj_id, ()) + tuple(sorted(dropped))
+        if self.tracker.forgotten_cond.get(obj.obj_id) and list(cond) != sorted(cond, reverse=True):
+            # Offline, such an object has more prompted frames than max_cond_frames_in_attn, and memory attention
+            # reads the selected ones closest first (the most recent first). The stream may now hold no more than
+            # that number, and then they are read in dict order: keep it the same, or the sums change in the last bit.
+            obj.cond_outputs = cond = {t: cond[t] for t in sorted(cond, reverse=True)}
         for t, out in cond.items():
             if t != latest and out.pred_masks.numel():
                 cond[t] = dataclasses.replace(out, pred_masks=NO_MASKS)
