@@ -79,7 +79,7 @@ EXTRAS = {
     "coco": ["pycocotools"],
     # sam2 is only the reference the tests compare against; never imported by ssseg itself. httpx drives the API
     # tests, playwright a real (Debian) Chromium for the web app's browser tests.
-    "test": ["pytest", "sam2==1.1.0", "ruff", "hypothesis", "httpx", "playwright"]
+    "test": ["pytest", "sam2==1.1.0", "ruff>=0.17,<0.18", "hypothesis", "httpx", "playwright"]
     + [req for reqs in APP_EXTRAS.values() for req in reqs],
 }
 
