@@ -92,7 +92,7 @@ def test_frames_any_input(camera, fresh, frame, method):
     assert_usable(camera, fresh, exact=True)
 
 
-@settings(max_examples=2 * SCALE)
+@settings(max_examples=SCALE)
 @given(kwargs=prompt_kwargs())
 def test_addnewprompt_any_prompt(camera, fresh, kwargs):
     camera.loadfirstframe(FRAMES[0])
