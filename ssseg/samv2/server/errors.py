@@ -4,6 +4,7 @@ FastAPI's request validation (malformed JSON -> 400, a body of the wrong shape -
 exception (500, logged with its traceback on the server; the client only gets one line)."""
 
 import logging
+import re
 from typing import Any, Dict, Optional
 
 logger = logging.getLogger("ssseg.samv2.server")
@@ -19,8 +20,14 @@ class APIError(Exception):
         self.headers = headers
 
 
+def one_line(message: str) -> str:
+    """``message`` with control characters escaped (``\\n``): messages quote client-given names (paths, file and zip
+    entry names), and an error message is always one line."""
+    return re.sub(r"[\x00-\x1f\x7f]", lambda match: repr(match.group())[1:-1], message)
+
+
 def error_body(status: int, message: str) -> Dict[str, Any]:
-    return {"error": {"status": status, "message": message}}
+    return {"error": {"status": status, "message": one_line(message)}}
 
 
 def error_response(status: int, message: str, headers: Optional[Dict[str, str]] = None):

@@ -217,6 +217,8 @@ def resolve_data_path(data_root: Optional[str], relative: str, what: str = "path
         raise APIError(403, "this server has no --data-root; start it with --data-root DIR to open files by path")
     if not isinstance(relative, str):
         raise APIError(422, f"{what} must be a string relative to --data-root")
+    if "\x00" in relative:  # os.path would raise ValueError (a 500) on it
+        raise APIError(400, f"{what} {relative!r} contains a NUL character; give a path relative to --data-root")
     text = relative.replace("\\", "/")
     if text.startswith("/") or re.match(r"^[A-Za-z]:", text) or os.path.isabs(relative):
         raise APIError(403, f"{what} '{relative}' is absolute; give a path relative to --data-root")
