@@ -169,3 +169,29 @@ def test_cli_subcommands_take_onnx(onnx_dir, tmp_path, small_config):
     assert main(["image", str(image), "--point", "60,40", "--onnx", onnx_dir[0], "--out", str(out)]) == 0
     assert os.path.isfile(out / "scene_mask0.png") and os.path.isfile(out / "scene.json"), os.listdir(out)
     assert main(["image", str(image), "--point", "60,40", "--onnx", str(tmp_path / "none"), "--out", str(out)]) == 2
+
+
+def test_camera_predictor_on_onnx_runtime_equals_offline_and_pytorch(onnx_dir, small_model):
+    """The live predictor takes ``onnxdir=`` too: on ONNX Runtime a stream equals the ONNX Runtime video predictor
+    driven the same way offline (same graphs, same host logic: bit for bit), and its first prompt result equals the
+    PyTorch stream's within the image tolerance (no memory is involved yet)."""
+    from ssseg.modules.models.segmentors.samv2 import SAMV2CameraPredictor
+    from tests.samv2.test_camerapredictor import (
+        FRAMES,
+        SCHEDULES,
+        assert_stream_equals_offline,
+        run_offline,
+        run_stream,
+    )
+
+    schedule, streamed = SCHEDULES["second object mid-stream"], 8
+    stream = run_stream(SAMV2CameraPredictor(onnxdir=onnx_dir[0]), FRAMES[:streamed], schedule)
+    offline = run_offline(SAMV2VideoPredictor(onnxdir=onnx_dir[0]), FRAMES, schedule, streamed)
+    compared = assert_stream_equals_offline(stream, offline, streamed)
+    assert compared >= streamed - 1, f"only {compared} (frame, object) pairs were compared"
+    reference = SAMV2CameraPredictor(model=small_model)
+    reference.loadfirstframe(FRAMES[0])
+    _, _, torch_logits = reference.addnewprompt(0, 1, **schedule[0][0][2])
+    onnx_logits = stream[1][0][2]
+    diff = (onnx_logits - torch_logits).abs().max().item()
+    assert diff <= 1e-3, f"first prompt on ONNX Runtime differs from PyTorch by {diff:.3g}"

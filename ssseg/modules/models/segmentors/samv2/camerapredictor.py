@@ -31,7 +31,7 @@ import contextlib
 import dataclasses
 import numbers
 import operator
-from typing import Any, Dict, Hashable, Iterator, List, Optional, Tuple, Union
+from typing import Any, Dict, Hashable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -110,6 +110,8 @@ class SAMV2CameraPredictor:
             are also out of reach as recent frames. The model is used with this value only inside this
             predictor's calls (a shared model is not changed for others).
         offload_state_to_cpu: keep memories and mask logits on the CPU.
+        onnxdir: a folder written by ``ssseg-samv2 export`` to run on ONNX Runtime instead of a PyTorch model (with
+            ``providers``, ONNX Runtime's execution providers; CPU by default).
     """
 
     def __init__(
@@ -134,6 +136,8 @@ class SAMV2CameraPredictor:
         batch_objects: bool = True,
         offload_state_to_cpu: bool = False,
         max_cond_frames_in_attn: Optional[int] = None,
+        onnxdir: Optional[str] = None,
+        providers: Optional[Sequence[Any]] = None,
     ) -> None:
         self.tracker = _StreamTracker(
             samv2_cfg=samv2_cfg,
@@ -148,6 +152,8 @@ class SAMV2CameraPredictor:
             ckptpath=ckptpath,
             device=device,
             model=model,
+            onnxdir=onnxdir,
+            providers=providers,
             apply_postprocessing=apply_postprocessing,
             fill_hole_area=fill_hole_area,
             non_overlap_masks=non_overlap_masks,
