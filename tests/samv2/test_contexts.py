@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from ssseg.modules.models.segmentors.samv2 import buildsamv2
+from ssseg.modules.models.segmentors.samv2 import SAMV2CameraPredictor, buildsamv2
 from ssseg.modules.models.segmentors.samv2.imagepredictor import SAMV2ImagePredictor
 from ssseg.modules.models.segmentors.samv2.maskgenerator import SAMV2AutomaticMaskGenerator
 from ssseg.modules.models.segmentors.samv2.randomweights import random_state_dict
@@ -30,7 +30,8 @@ MODES = {
 
 
 def run_all(model):
-    """Image logits, automatic-mask areas and tracked video logits of ``model`` (the three predictors)."""
+    """Image logits, automatic-mask areas, tracked video logits and live-stream logits of ``model`` (the four
+    predictors)."""
     image = SAMV2ImagePredictor(model=model)
     image.setimage(IMAGE)
     masks, scores, logits = image.predict(point_coords=CLICK, point_labels=np.array([1]))
@@ -40,7 +41,11 @@ def run_all(model):
     state = video.initstate(FRAMES)
     _, _, first = video.addnewpoints(state, 0, 1, points=CLICK, labels=[1])
     tracked = [first.clone()] + [m.clone() for _, _, m in video.propagateinvideo(state)]
-    return {"image": (masks, scores, logits), "amg": areas, "video": tracked}
+    live = SAMV2CameraPredictor(model=model)
+    live.loadfirstframe(FRAMES[0])
+    streamed = [live.addnewprompt(0, 1, points=CLICK, labels=[1])[2].clone()]
+    streamed += [live.track(frame)[1].clone() for frame in FRAMES[1:]]
+    return {"image": (masks, scores, logits), "amg": areas, "video": tracked, "live": streamed}
 
 
 def assert_results_equal(got, expected, what: str, atol: float = 0.0) -> None:
@@ -51,6 +56,9 @@ def assert_results_equal(got, expected, what: str, atol: float = 0.0) -> None:
     for i, (a, b) in enumerate(zip(got["video"], expected["video"])):
         diff = (a - b).abs().max().item()
         assert a.dtype == b.dtype and diff <= atol, f"{what}: video output {i} differs by {diff:.2e}"
+    for i, (a, b) in enumerate(zip(got["live"], expected["live"])):
+        diff = (a - b).abs().max().item()
+        assert a.dtype == b.dtype and diff <= atol, f"{what}: live-stream output {i} differs by {diff:.2e}"
 
 
 def build_in(mode: str, state_dict):
@@ -109,6 +117,9 @@ def test_bfloat16_autocast_gives_float32_logits_and_the_same_objects(small_model
     for i, (a, b) in enumerate(zip(got["video"], reference["video"])):
         assert a.dtype == torch.float32, f"video output {i} is {a.dtype} under autocast"
         assert (a > 0).any() == (b > 0).any(), f"video output {i}: empty under one precision only"
+    for i, (a, b) in enumerate(zip(got["live"], reference["live"])):
+        assert a.dtype == torch.float32, f"live-stream output {i} is {a.dtype} under autocast"
+        assert (a > 0).any() == (b > 0).any(), f"live-stream output {i}: empty under one precision only"
 
 
 def test_weights_converted_after_building(small_model):
